@@ -1,0 +1,1 @@
+"""CLI floor: click commands that parse, report progress and call the library."""

@@ -1,0 +1,67 @@
+"""Write outputs so that nothing half-written is ever left under the final name.
+
+Every output goes to a hidden temporary file in the destination folder (same filesystem, so
+the final `os.replace` is atomic) and is renamed only once complete. A failure (disk full,
+Ctrl-C) removes the temporary file and leaves any previous output untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from geosam.errors import OutputExistsError, OutputWriteError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` if the block succeeds.
+
+    The temporary name keeps the suffix so that drivers chosen by extension (GDAL) still work.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # writers such as GDAL want to create the file themselves
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except OSError as exc:
+        _remove(tmp)
+        if exc.errno == errno.ENOSPC:
+            raise OutputWriteError(f"{final}: disk full; free space and run again") from exc
+        raise
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _remove(tmp: Path) -> None:
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
+
+
+def refuse_existing(path: str | os.PathLike[str], overwrite: bool) -> None:
+    """Raise `OutputExistsError` if `path` exists (a non-empty folder for folders)."""
+    p = Path(path)
+    exists = any(p.iterdir()) if p.is_dir() else p.exists()
+    if exists and not overwrite:
+        kind = "folder is not empty" if p.is_dir() else "file exists"
+        raise OutputExistsError(f"{p}: {kind}; choose another output or pass --overwrite")

@@ -1,0 +1,144 @@
+"""Read chips from a scene: band mapping, stretch and nodata applied, one window at a time.
+
+`SceneReader` is the single way geosam turns scene pixels into model pixels, so tiling,
+fine-tuning and detection see identical chips for identical settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geosam.errors import BandError
+from geosam.geometry.grid import Chip, chip_grid
+from geosam.io.bands import resolve_bands
+from geosam.io.scene import SceneGrid, grid_dataset, open_scene, scene_grid
+from geosam.io.stretch import DEFAULT_PERCENTILES, Stretch, estimate_stretch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChipImage:
+    """Pixels of one chip.
+
+    Attributes:
+        chip: where the chip sits on the scene grid.
+        image: (3, size, size) uint8, channels R, G, B; nodata and padding are 0.
+        valid: (size, size) bool, True where the scene has data.
+    """
+
+    chip: Chip
+    image: NDArray[np.uint8]
+    valid: NDArray[np.bool_]
+
+    @property
+    def valid_fraction(self) -> float:
+        """Share of the chip's pixels that hold scene data (padding and nodata excluded)."""
+        return float(self.valid.mean())
+
+
+class SceneReader:
+    """An open scene with its band mapping, stretch, nodata and chip grid.
+
+    Args:
+        path: the scene (any GDAL raster, north-up, with CRS).
+        bands: 1-based bands for R, G, B (one band is repeated); default from colour
+            interpretation or the first three.
+        nodata: value marking missing data; default the file's own nodata.
+        gsd: resample on read to this many CRS units per pixel.
+        stretch: a recorded stretch to reuse; default: none for uint8, else estimated.
+        percentiles: low/high percentiles for an estimated stretch.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        bands: Sequence[int] | None = None,
+        nodata: float | None = None,
+        gsd: float | None = None,
+        stretch: Stretch | None = None,
+        percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    ) -> None:
+        self.path = Path(path)
+        self._src = open_scene(self.path)
+        try:
+            self.grid: SceneGrid = scene_grid(self._src, gsd)
+            self._dataset = grid_dataset(self._src, self.grid)
+            if stretch is not None:
+                self.bands = resolve_bands(self._src, stretch.bands)
+                if bands and tuple(resolve_bands(self._src, bands)) != self.bands:
+                    raise BandError(
+                        f"--bands {bands} differs from the stretch's bands {stretch.bands}; "
+                        "drop one of them"
+                    )
+            else:
+                self.bands = resolve_bands(self._src, bands)
+            self.nodata = nodata if nodata is not None else self._src.nodata
+            self.dtype = np.dtype(self._src.dtypes[self.bands[0] - 1])
+            if stretch is None and self.dtype != np.uint8:
+                stretch = estimate_stretch(self._dataset, self.bands, self.nodata, percentiles)
+                log.info("%s: %s stretched to uint8 with %s", self.path.name, self.dtype, stretch)
+            self.stretch = stretch
+        except Exception:
+            self.close()
+            raise
+
+    @property
+    def name(self) -> str:
+        """The scene's file stem, used as its name in outputs."""
+        return self.path.stem
+
+    def chips(self, size: int, overlap: int) -> list[Chip]:
+        """The chip grid over this scene."""
+        return chip_grid(self.grid.width, self.grid.height, self.grid.transform, size, overlap)
+
+    def read(self, chip: Chip) -> ChipImage:
+        """Read one chip: a windowed read of the valid part, padded with zeros to full size."""
+        unique = sorted(set(self.bands))
+        raw = self._dataset.read(unique, window=chip.read_window)
+        pixels = raw[[unique.index(b) for b in self.bands]]
+        valid = self._valid_mask(pixels)
+        image = self.stretch.apply(pixels) if self.stretch is not None else pixels.astype(np.uint8)
+        image[:, ~valid] = 0
+        full = np.zeros((3, chip.size, chip.size), dtype=np.uint8)
+        full_valid = np.zeros((chip.size, chip.size), dtype=bool)
+        h, w = valid.shape
+        full[:, :h, :w] = image
+        full_valid[:h, :w] = valid
+        return ChipImage(chip, full, full_valid)
+
+    def _valid_mask(self, pixels: NDArray[np.generic]) -> NDArray[np.bool_]:
+        """True where any chip band holds data (GDAL's per-dataset mask convention)."""
+        if np.issubdtype(pixels.dtype, np.floating):
+            missing = np.isnan(pixels)
+        else:
+            missing = np.zeros(pixels.shape, dtype=bool)
+        if self.nodata is not None and not np.isnan(self.nodata):
+            missing |= pixels == self.nodata
+        return ~missing.all(axis=0)
+
+    def close(self) -> None:
+        """Close the scene (and its warped VRT)."""
+        dataset = getattr(self, "_dataset", None)
+        if dataset is not None and dataset is not self._src:
+            dataset.close()
+        self._src.close()
+
+    def __enter__(self) -> SceneReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,127 @@
+"""Open a raster scene and check that it can be chipped: readable, georeferenced, north-up.
+
+Also owns the pixel grid that is chipped: the scene's own grid, or (with a target ground
+sample distance) a resampled grid read through a GDAL warped VRT, so memory never grows
+with the scene and chip transforms describe the resampled pixels exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import DatasetReader
+from rasterio.transform import array_bounds
+from rasterio.vrt import WarpedVRT
+
+from geosam.errors import InputNotFoundError, SceneError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SceneGrid:
+    """The pixel grid that is chipped.
+
+    Attributes:
+        width: columns.
+        height: rows.
+        transform: affine transform of pixel (col, row) to `crs` coordinates.
+        crs: the scene CRS.
+        gsd: target ground sample distance in CRS units when resampled, else None.
+    """
+
+    width: int
+    height: int
+    transform: Affine
+    crs: CRS
+    gsd: float | None = None
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in scene CRS units."""
+        return array_bounds(self.height, self.width, self.transform)
+
+
+def open_scene(path: str | os.PathLike[str]) -> DatasetReader:
+    """Open `path` with rasterio after checking it is a georeferenced, north-up raster."""
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"{p}: no such file; check the scene path")
+    if p.is_dir():
+        raise SceneError(f"{p}: is a folder, not a raster; give a GeoTIFF file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(p)
+    except rasterio.errors.RasterioIOError as exc:
+        raise SceneError(f"{p}: not a raster GDAL can read; give a GeoTIFF") from exc
+    try:
+        check_georeference(src, p)
+    except SceneError:
+        src.close()
+        raise
+    return src
+
+
+def check_georeference(src: DatasetReader, path: Path) -> None:
+    """Refuse rasters without CRS, without geotransform, or with rotation/shear."""
+    if src.crs is None:
+        raise SceneError(
+            f"{path}: has no CRS; assign one, e.g. gdal_edit.py -a_srs EPSG:32633 {path.name}"
+        )
+    transform = src.transform
+    if transform.is_identity:
+        raise SceneError(
+            f"{path}: has no geotransform (pixel coordinates only); georeference it first, "
+            "e.g. gdalwarp with ground control points"
+        )
+    if transform.b != 0 or transform.d != 0:
+        raise SceneError(
+            f"{path}: rotated or sheared geotransform is not supported; make it north-up "
+            f"with gdalwarp {path.name} northup.tif"
+        )
+
+
+def scene_grid(src: DatasetReader, gsd: float | None = None) -> SceneGrid:
+    """The grid to chip: the scene's own, or resampled to `gsd` CRS units per pixel."""
+    if gsd is None:
+        return SceneGrid(src.width, src.height, src.transform, src.crs)
+    if gsd <= 0:
+        raise SceneError(f"--gsd {gsd} must be positive (metres per pixel)")
+    if src.crs.is_geographic:
+        raise SceneError(
+            f"{src.name}: CRS {src.crs.to_string()} is geographic (degrees), so --gsd in metres "
+            "is ambiguous; reproject the scene to a projected CRS (e.g. UTM) first"
+        )
+    left, bottom, right, top = src.bounds
+    width = max(1, math.ceil((right - left) / gsd - 1e-9))
+    height = max(1, math.ceil((top - bottom) / gsd - 1e-9))
+    transform = Affine(gsd, 0.0, left, 0.0, -gsd, top)
+    log.info("resampling %s from %.3g to %.3g CRS units per pixel", src.name, src.res[0], gsd)
+    return SceneGrid(width, height, transform, src.crs, gsd)
+
+
+def grid_dataset(
+    src: DatasetReader, grid: SceneGrid, resampling: Resampling = Resampling.bilinear
+) -> DatasetReader | WarpedVRT:
+    """The dataset whose windows are chips: `src` itself, or a warped VRT onto `grid`."""
+    if grid.gsd is None:
+        return src
+    return WarpedVRT(
+        src,
+        crs=grid.crs,
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=resampling,
+    )

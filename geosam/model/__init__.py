@@ -1,0 +1,5 @@
+"""Model floor: SAM registry, checkpoints, embedding cache, prompter head, losses."""
+
+from geosam.model.compat import ensure_torchvision
+
+ensure_torchvision()

@@ -1,0 +1,233 @@
+"""`geosam tile`: write a scene's chips, labels and chip index to a folder.
+
+Layout of OUT_DIR:
+    chips/<chip_id>.tif    3-band uint8 GeoTIFF, the chip's exact transform, the scene CRS
+    labels/<chip_id>.npz   boxes, masks and ship ids (only with footprints)
+    index.gpkg             layer ``chips`` (footprints of the chips) and ``ships`` (clipped
+                           footprints with their chip_id, only with footprints)
+    annotations.json       COCO instances (only with ``coco=True``)
+    metadata.json          scene, grid, chip settings (bands, stretch), geosam version
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import shapely
+
+from geosam import __version__
+from geosam.data.samples import ChipSample, SceneChips
+from geosam.data.settings import ChipSettings
+from geosam.io.atomic import atomic_write_text, refuse_existing
+from geosam.io.chipfile import write_chip
+from geosam.io.coco import CocoWriter
+from geosam.io.labelfile import LabelArrays, write_labels
+from geosam.io.vectors import write_layers
+
+log = logging.getLogger(__name__)
+
+OWNED = ("chips", "labels", "index.gpkg", "metadata.json", "annotations.json")
+
+
+@dataclass
+class TileSummary:
+    """What `tile_scene` wrote."""
+
+    out_dir: Path
+    chips_written: int = 0
+    chips_skipped: int = 0
+    ships: int = 0
+    footprints: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def tile_scene(
+    scene: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    settings: ChipSettings | None = None,
+    labels: str | os.PathLike[str] | None = None,
+    layer: str | None = None,
+    coco: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> TileSummary:
+    """Cut `scene` into chip GeoTIFFs (and per-chip labels from `labels`) under `out_dir`.
+
+    Args:
+        scene: raster path.
+        out_dir: output folder; refused if not empty unless `overwrite`.
+        settings: chip size, overlap, bands, nodata, gsd, stretch.
+        labels: ship footprints (any OGR vector source).
+        layer: footprint layer name.
+        coco: also write COCO ``annotations.json``.
+        overwrite: replace geosam's outputs in a non-empty `out_dir`.
+        progress: called as ``progress(done, total)`` after each grid chip.
+    """
+    out = Path(out_dir)
+    if out.exists():
+        refuse_existing(out, overwrite)
+    with SceneChips(scene, labels, layer, settings) as chips:
+        if overwrite:
+            _remove_previous(out)
+        (out / "chips").mkdir(parents=True, exist_ok=True)
+        if chips.labeler is not None:
+            (out / "labels").mkdir(exist_ok=True)
+        summary = TileSummary(out)
+        coco_writer = CocoWriter() if coco and chips.labeler is not None else None
+        chip_rows: list[dict[str, Any]] = []
+        ship_rows: list[dict[str, Any]] = []
+        for done, chip in enumerate(chips.chips, start=1):
+            sample = chips.sample(chip)
+            if sample.valid.any():
+                write_chip(
+                    out / "chips" / f"{chip.chip_id}.tif",
+                    sample.image,
+                    chip.transform,
+                    chips.reader.grid.crs,
+                )
+                n_ships = _write_labels(out, sample, coco_writer, ship_rows)
+                summary.ships += n_ships
+                chip_rows.append(_chip_row(sample, n_ships))
+                summary.chips_written += 1
+            else:
+                summary.chips_skipped += 1
+            if progress is not None:
+                progress(done, len(chips.chips))
+
+        crs = chips.reader.grid.crs
+        layers = {
+            "chips": gpd.GeoDataFrame(chip_rows, geometry="geometry", crs=crs)
+            if chip_rows
+            else _empty_chips(crs)
+        }
+        if chips.labeler is not None:
+            layers["ships"] = (
+                gpd.GeoDataFrame(ship_rows, geometry="geometry", crs=crs)
+                if ship_rows
+                else gpd.GeoDataFrame(
+                    {"ship_id": [], "chip_id": [], "visible": []}, geometry=[], crs=crs
+                )
+            )
+        write_layers(out / "index.gpkg", layers)
+        if coco_writer is not None:
+            coco_writer.write(out / "annotations.json")
+        report = chips.footprint_report
+        if report is not None and chips.labeler is not None:
+            report.dropped_slivers = chips.labeler.dropped_slivers
+            summary.footprints = asdict(report)
+        summary.metadata = _metadata(chips, summary)
+        atomic_write_text(out / "metadata.json", json.dumps(summary.metadata, indent=2))
+    log.info(
+        "%s: wrote %d chips (%d skipped without valid pixels) to %s",
+        Path(scene).name,
+        summary.chips_written,
+        summary.chips_skipped,
+        out,
+    )
+    return summary
+
+
+def _write_labels(
+    out: Path, sample: ChipSample, coco: CocoWriter | None, ship_rows: list[dict[str, Any]]
+) -> int:
+    labels = sample.labels
+    if labels is None:
+        return 0
+    chip = sample.chip
+    write_labels(
+        out / "labels" / f"{chip.chip_id}.npz",
+        LabelArrays(labels.ship_ids, labels.boxes, labels.masks, labels.visible),
+    )
+    for ship_id, geom, visible in zip(
+        labels.ship_ids, labels.footprints, labels.visible, strict=True
+    ):
+        ship_rows.append(
+            {
+                "ship_id": int(ship_id),
+                "chip_id": chip.chip_id,
+                "visible": round(float(visible), 4),
+                "geometry": geom,
+            }
+        )
+    if coco is not None:
+        coco.add_chip(
+            f"chips/{chip.chip_id}.tif",
+            chip.size,
+            chip.transform,
+            labels.ship_ids,
+            labels.footprints,
+            labels.masks,
+        )
+    return len(labels)
+
+
+def _chip_row(sample: ChipSample, n_ships: int) -> dict[str, Any]:
+    chip = sample.chip
+    pad_bottom, pad_right = chip.padding
+    return {
+        "chip_id": chip.chip_id,
+        "row_off": chip.row_off,
+        "col_off": chip.col_off,
+        "size": chip.size,
+        "pad_bottom": pad_bottom,
+        "pad_right": pad_right,
+        "valid_fraction": round(sample.valid_fraction, 6),
+        "ship_count": n_ships,
+        "geometry": shapely.box(*chip.bounds),
+    }
+
+
+def _empty_chips(crs: Any) -> gpd.GeoDataFrame:
+    columns = [
+        "chip_id",
+        "row_off",
+        "col_off",
+        "size",
+        "pad_bottom",
+        "pad_right",
+        "valid_fraction",
+        "ship_count",
+    ]
+    return gpd.GeoDataFrame({c: [] for c in columns}, geometry=[], crs=crs)
+
+
+def _metadata(chips: SceneChips, summary: TileSummary) -> dict[str, Any]:
+    grid = chips.reader.grid
+    return {
+        "geosam_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "scene": str(Path(chips.reader.path).resolve()),
+        "scene_name": chips.scene_name,
+        "crs": grid.crs.to_wkt(),
+        "grid": {
+            "width": grid.width,
+            "height": grid.height,
+            "transform": list(grid.transform)[:6],
+            "gsd": grid.gsd,
+        },
+        "settings": chips.settings.to_dict(),
+        "stretch": chips.settings.stretch.to_dict() if chips.settings.stretch else None,
+        "chips_written": summary.chips_written,
+        "chips_skipped": summary.chips_skipped,
+        "ships": summary.ships,
+        "footprints": summary.footprints,
+    }
+
+
+def _remove_previous(out: Path) -> None:
+    """Remove only what an earlier `geosam tile` wrote into `out`."""
+    for name in OWNED:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()

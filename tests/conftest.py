@@ -1,0 +1,107 @@
+"""Tiny georeferenced rasters and footprint layers, built per test; paths to ../shared data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHIPS_DEV = SHARED / "data" / "ships-dev"
+LANDSAT = SHARED / "data" / "landsat" / "RGB.byte.tif"
+
+UTM33 = "EPSG:32633"
+# 2 m pixels, north-up, top-left corner at (500000, 4000000) in UTM 33N.
+TRANSFORM = Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 4000000.0)
+
+
+def shared_path(path: Path) -> Path:
+    """Return `path` under ../shared, or skip the test naming what is missing."""
+    if not path.exists():
+        pytest.skip(f"shared data not found: {path}")
+    return path
+
+
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    transform: Affine | None = TRANSFORM,
+    crs: str | None = UTM33,
+    nodata: float | None = None,
+    **profile: Any,
+) -> Path:
+    """Write a (bands, H, W) array as a GeoTIFF."""
+    count, height, width = data.shape
+    meta: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": data.dtype.name,
+        "nodata": nodata,
+    }
+    if crs is not None:
+        meta["crs"] = crs
+    if transform is not None:
+        meta["transform"] = transform
+    meta.update(profile)
+    with rasterio.open(path, "w", **meta) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.fixture
+def make_scene(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: a seeded random scene GeoTIFF of the given size, bands and dtype."""
+
+    def make(
+        width: int = 300,
+        height: int = 200,
+        count: int = 3,
+        dtype: str = "uint8",
+        name: str = "scene.tif",
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> Path:
+        rng = np.random.default_rng(seed)
+        high = 256 if dtype == "uint8" else 4000
+        data = rng.integers(1, high, size=(count, height, width)).astype(dtype)
+        return write_raster(tmp_path / name, data, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def make_layer(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: a GeoPackage layer from shapely geometries."""
+
+    def make(
+        geometries: list[Any],
+        crs: str | None = UTM33,
+        name: str = "ships.gpkg",
+        layer: str = "ships",
+        ids: list[int] | None = None,
+    ) -> Path:
+        path = tmp_path / name
+        frame = gpd.GeoDataFrame(
+            {"id": ids or list(range(1, len(geometries) + 1))}, geometry=geometries, crs=crs
+        )
+        frame.to_file(path, layer=layer, engine="pyogrio")
+        return path
+
+    return make
+
+
+def pixel_polygon(col0: float, row0: float, col1: float, row1: float) -> Any:
+    """A box given in scene pixels of TRANSFORM, as a UTM polygon."""
+    import shapely
+
+    x0, y0 = TRANSFORM @ (col0, row0)
+    x1, y1 = TRANSFORM @ (col1, row1)
+    return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
