@@ -25,8 +25,8 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 lint: install
-	$(BIN)/ruff check geosam tests bench examples
-	$(BIN)/ruff format --check geosam tests bench examples
+	$(BIN)/ruff check geosam tests examples
+	$(BIN)/ruff format --check geosam tests examples
 	$(BIN)/mypy
 
 test: lint

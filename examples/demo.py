@@ -11,10 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harbour import make_harbour  # noqa: E402
+from harbour import make_harbour
 
-from geosam.data.settings import ChipSettings  # noqa: E402
-from geosam.pipelines.tile import tile_scene  # noqa: E402
+from geosam.data.settings import ChipSettings
+from geosam.pipelines.tile import tile_scene
 
 OUT = Path(__file__).resolve().parent / "output"
 
@@ -23,7 +23,11 @@ def main() -> None:
     scene, labels = make_harbour(OUT / "data")
     print(f"example scene: {scene}\nexample footprints: {labels}")
     summary = tile_scene(
-        scene, OUT / "tiles", ChipSettings(size=256, overlap=64), labels=labels, coco=True,
+        scene,
+        OUT / "tiles",
+        ChipSettings(size=256, overlap=64),
+        labels=labels,
+        coco=True,
         overwrite=True,
     )
     print(f"tiled: {summary.chips_written} chips, {summary.ships} ship labels -> {OUT / 'tiles'}")

@@ -47,9 +47,9 @@ def make_harbour(
     # Water: dark blue-green with smooth swell and pixel noise.
     yy, xx = np.mgrid[0:height, 0:width]
     swell = 6 * np.sin(xx / 23.0 + yy / 41.0) + 4 * np.sin(yy / 17.0)
-    image = np.stack(
-        [28 + swell, 58 + swell, 72 + swell]
-    ) + rng.normal(0, 5, size=(3, height, width))
+    image = np.stack([28 + swell, 58 + swell, 72 + swell]) + rng.normal(
+        0, 5, size=(3, height, width)
+    )
 
     # A quay along the top with a pier: concrete grey.
     quay_rows = int(height * 0.12)
@@ -71,15 +71,19 @@ def make_harbour(
         hull = affinity.translate(hull, x, y)
         if any(hull.distance(other) < 3 for other in footprints):
             continue
-        pier_box = shapely.box(left + pier.start * PIXEL, top - height * 0.55 * PIXEL,
-                               left + pier.stop * PIXEL, top)
+        pier_box = shapely.box(
+            left + pier.start * PIXEL, top - height * 0.55 * PIXEL, left + pier.stop * PIXEL, top
+        )
         if hull.intersects(pier_box):
             continue
         footprints.append(hull)
 
     for hull in footprints:
         shadow = affinity.translate(hull, 1.5, -1.5)
-        for geom, colour in ((shadow, (12, 22, 28)), (hull, tuple(rng.uniform(175, 240) + rng.uniform(-12, 12, 3)))):
+        for geom, colour in (
+            (shadow, (12, 22, 28)),
+            (hull, tuple(rng.uniform(175, 240) + rng.uniform(-12, 12, 3))),
+        ):
             mask = rasterize([(geom, 1)], out_shape=(height, width), transform=transform) > 0
             image[:, mask] = np.asarray(colour)[:, None] + rng.normal(0, 6, size=(3, mask.sum()))
         deck = affinity.scale(hull, 0.55, 0.45)
@@ -88,9 +92,18 @@ def make_harbour(
 
     scene = out / "harbour.tif"
     profile = {
-        "driver": "GTiff", "width": width, "height": height, "count": 3, "dtype": "uint8",
-        "crs": CRS, "transform": transform, "tiled": True, "blockxsize": 256,
-        "blockysize": 256, "compress": "deflate", "photometric": "RGB",
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": CRS,
+        "transform": transform,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "photometric": "RGB",
     }
     with rasterio.open(scene, "w", **profile) as dst:
         dst.write(np.clip(image, 0, 255).astype(np.uint8))
