@@ -96,8 +96,9 @@ class ChipLabeler:
         hits = np.sort(hits)
         clipped = polygonal_parts(shapely.intersection(self.geometries[hits], area))
         visible = shapely.area(clipped) / np.maximum(self.areas[hits], 1e-12)
-        keep = (visible >= self.min_visible) & ~shapely.is_empty(clipped)
-        self.dropped_slivers += int((~keep).sum())
+        on_chip = ~shapely.is_empty(clipped)  # a ship that only touches the chip is not on it
+        keep = (visible >= self.min_visible) & on_chip
+        self.dropped_slivers += int((on_chip & ~keep).sum())
         hits, clipped, visible = hits[keep], clipped[keep], visible[keep]
         if hits.size == 0:
             return ChipLabels.empty(chip.size)

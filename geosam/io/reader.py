@@ -71,7 +71,8 @@ class SceneReader:
         self._src = open_scene(self.path)
         try:
             self.grid: SceneGrid = scene_grid(self._src, gsd)
-            self._dataset = grid_dataset(self._src, self.grid)
+            self.nodata = nodata if nodata is not None else self._src.nodata
+            self._dataset = grid_dataset(self._src, self.grid, self.nodata)
             if stretch is not None:
                 self.bands = resolve_bands(self._src, stretch.bands)
                 if bands and tuple(resolve_bands(self._src, bands)) != self.bands:
@@ -81,7 +82,6 @@ class SceneReader:
                     )
             else:
                 self.bands = resolve_bands(self._src, bands)
-            self.nodata = nodata if nodata is not None else self._src.nodata
             self.dtype = np.dtype(self._src.dtypes[self.bands[0] - 1])
             if stretch is None and self.dtype != np.uint8:
                 stretch = estimate_stretch(self._dataset, self.bands, self.nodata, percentiles)

@@ -112,11 +112,21 @@ def scene_grid(src: DatasetReader, gsd: float | None = None) -> SceneGrid:
 
 
 def grid_dataset(
-    src: DatasetReader, grid: SceneGrid, resampling: Resampling = Resampling.bilinear
+    src: DatasetReader,
+    grid: SceneGrid,
+    nodata: float | None = None,
+    resampling: Resampling = Resampling.bilinear,
 ) -> DatasetReader | WarpedVRT:
-    """The dataset whose windows are chips: `src` itself, or a warped VRT onto `grid`."""
+    """The dataset whose windows are chips: `src` itself, or a warped VRT onto `grid`.
+
+    `nodata` (default the scene's own) is kept out of the resampling kernel, so pixels next
+    to missing data are not blended with the nodata value.
+    """
     if grid.gsd is None:
         return src
+    if nodata is None:
+        nodata = src.nodata
+    extra = {} if nodata is None else {"src_nodata": nodata, "nodata": nodata}
     return WarpedVRT(
         src,
         crs=grid.crs,
@@ -124,4 +134,5 @@ def grid_dataset(
         width=grid.width,
         height=grid.height,
         resampling=resampling,
+        **extra,
     )

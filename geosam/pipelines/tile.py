@@ -27,6 +27,7 @@ import shapely
 from geosam import __version__
 from geosam.data.samples import ChipSample, SceneChips
 from geosam.data.settings import ChipSettings
+from geosam.errors import OutputExistsError
 from geosam.io.atomic import atomic_write_text, refuse_existing
 from geosam.io.chipfile import write_chip
 from geosam.io.coco import CocoWriter
@@ -73,6 +74,8 @@ def tile_scene(
         progress: called as ``progress(done, total)`` after each grid chip.
     """
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: is a file, not a folder; choose another output folder")
     if out.exists():
         refuse_existing(out, overwrite)
     with SceneChips(scene, labels, layer, settings) as chips:

@@ -1,0 +1,241 @@
+"""SceneReader: chip pixels, transforms, padding, bands, stretch, nodata and resampling."""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from conftest import TRANSFORM, write_raster
+
+from geosam.errors import BandError, InputNotFoundError, SceneError
+from geosam.io.reader import SceneReader
+from geosam.io.stretch import Stretch, load_stretch, save_stretch
+
+
+def test_uint8_chips_are_the_scene_windows_exactly(make_scene):
+    path = make_scene(width=150, height=100)
+    with rasterio.open(path) as src, SceneReader(path) as reader:
+        scene = src.read()
+        chips = reader.chips(64, 16)
+        assert len(chips) == 3 * 2
+        for chip in chips:
+            assert chip.transform == src.window_transform(chip.window)
+            got = reader.read(chip)
+            assert got.image.dtype == np.uint8 and got.image.shape == (3, 64, 64)
+            r, c = chip.row_off, chip.col_off
+            np.testing.assert_array_equal(got.image, scene[:, r : r + 64, c : c + 64])
+            assert got.valid.all() and got.valid_fraction == 1.0
+    # The last column and row end exactly at the scene edge, nothing is padded.
+    assert max(c.col_off for c in chips) == 150 - 64
+    assert max(c.row_off for c in chips) == 100 - 64
+
+
+def test_scene_smaller_than_a_chip_is_zero_padded(make_scene):
+    path = make_scene(width=50, height=40)
+    with rasterio.open(path) as src, SceneReader(path) as reader:
+        scene = src.read()
+        (chip,) = reader.chips(64, 16)
+        got = reader.read(chip)
+    assert chip.padding == (24, 14)
+    assert chip.transform == TRANSFORM
+    np.testing.assert_array_equal(got.image[:, :40, :50], scene)
+    assert not got.image[:, 40:, :].any() and not got.image[:, :, 50:].any()
+    assert got.valid[:40, :50].all() and not got.valid[40:].any() and not got.valid[:, 50:].any()
+    assert got.valid_fraction == pytest.approx(40 * 50 / 64**2)
+
+
+def test_single_band_is_repeated_to_three(make_scene):
+    path = make_scene(count=1, width=64, height=64)
+    with rasterio.open(path) as src, SceneReader(path) as reader:
+        band = src.read(1)
+        assert reader.bands == (1, 1, 1)
+        image = reader.read(reader.chips(64, 0)[0]).image
+    for channel in image:
+        np.testing.assert_array_equal(channel, band)
+
+
+def test_bands_pick_scene_bands_in_order(make_scene):
+    path = make_scene(count=4, width=64, height=64)
+    with rasterio.open(path) as src, SceneReader(path, bands=(4, 1, 3)) as reader:
+        scene = src.read()
+        image = reader.read(reader.chips(64, 0)[0]).image
+    np.testing.assert_array_equal(image, scene[[3, 0, 2]])
+
+
+def test_default_bands_follow_colour_interpretation(tmp_path):
+    data = np.stack([np.full((32, 32), v, np.uint8) for v in (10, 20, 30)])
+    path = write_raster(tmp_path / "bgr.tif", data, photometric="RGB")
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = [
+            rasterio.enums.ColorInterp.blue,
+            rasterio.enums.ColorInterp.green,
+            rasterio.enums.ColorInterp.red,
+        ]
+    with SceneReader(path) as reader:
+        assert reader.bands == (3, 2, 1)
+        image = reader.read(reader.chips(32, 0)[0]).image
+    assert image[:, 0, 0].tolist() == [30, 20, 10]
+
+
+@pytest.mark.parametrize(("bands", "match"), [((1, 2, 5), "band 5 is out of range"), ((1, 2), "")])
+def test_bad_band_selection_is_refused(make_scene, bands, match):
+    path = make_scene(count=3, width=32, height=32)
+    with pytest.raises(BandError, match=match or "one band .* or three"):
+        SceneReader(path, bands=bands)
+
+
+def two_level_scene(tmp_path, name="u16.tif"):
+    """uint16 scene: dim left half, bright right half, and a 1500 patch in each half."""
+    rng = np.random.default_rng(1)
+    data = np.empty((3, 64, 128), np.uint16)
+    data[:, :, :64] = rng.integers(100, 200, size=(3, 64, 64))
+    data[:, :, 64:] = rng.integers(1000, 3000, size=(3, 64, 64))
+    data[:, 10:20, 10:20] = 1500
+    data[:, 10:20, 74:84] = 1500
+    return write_raster(tmp_path / name, data), data
+
+
+def test_uint16_stretch_is_one_per_scene(tmp_path):
+    path, data = two_level_scene(tmp_path)
+    with SceneReader(path) as reader:
+        stretch = reader.stretch
+        assert stretch is not None and stretch.bands == (1, 2, 3)
+        left, right = (reader.read(chip).image for chip in reader.chips(64, 0))
+    # Percentiles over the whole scene, not per chip.
+    for i in range(3):
+        lo, hi = np.percentile(data[i].astype(float), [2, 98])
+        assert stretch.low[i] == pytest.approx(lo) and stretch.high[i] == pytest.approx(hi)
+    # The same raw value maps to the same uint8 value in both chips (a per-chip stretch would
+    # put 1500 at the top of the dim chip and in the middle of the bright one).
+    np.testing.assert_array_equal(left[:, 10:20, 10:20], right[:, 10:20, 10:20])
+    expected = np.rint(
+        (1500 - np.array(stretch.low)) * 255 / np.subtract(stretch.high, stretch.low)
+    )
+    assert left[:, 15, 15].tolist() == expected.astype(int).tolist()
+    assert 0 < left[0, 15, 15] < 255
+
+
+def test_recorded_stretch_reproduces_pixels_on_another_scene(tmp_path):
+    path, data = two_level_scene(tmp_path)
+    with SceneReader(path) as reader:
+        stretch = reader.stretch
+        right = reader.read(reader.chips(64, 0)[1]).image
+    assert stretch is not None
+    save_stretch(stretch, tmp_path / "stretch.json")
+    loaded = load_stretch(tmp_path / "stretch.json")
+    assert loaded == stretch
+    # The bright half alone, written as its own scene with the same georeference.
+    crop = write_raster(
+        tmp_path / "crop.tif", data[:, :, 64:], transform=TRANSFORM @ Affine.translation(64, 0)
+    )
+    with SceneReader(crop, stretch=loaded) as reader:
+        np.testing.assert_array_equal(reader.read(reader.chips(64, 0)[0]).image, right)
+    with SceneReader(crop) as reader:  # its own estimate differs: the test can fail
+        assert not np.array_equal(reader.read(reader.chips(64, 0)[0]).image, right)
+
+
+def test_stretch_with_other_bands_than_requested_is_refused(tmp_path):
+    path, _ = two_level_scene(tmp_path)
+    stretch = Stretch(bands=(1, 2, 3), low=(0, 0, 0), high=(1, 1, 1))
+    with pytest.raises(BandError, match="differs from the stretch's bands"):
+        SceneReader(path, bands=(3, 2, 1), stretch=stretch)
+
+
+def test_bad_stretch_file_is_refused(tmp_path):
+    with pytest.raises(InputNotFoundError, match="no such stretch file"):
+        load_stretch(tmp_path / "missing.json")
+    (tmp_path / "meta.json").write_text(json.dumps({"stretch": None}))
+    with pytest.raises(BandError, match="not a geosam stretch file"):
+        load_stretch(tmp_path / "meta.json")
+
+
+def test_nodata_becomes_zero_and_is_left_out_of_the_stretch(tmp_path):
+    rng = np.random.default_rng(2)
+    data = rng.integers(1000, 3000, size=(3, 64, 128)).astype(np.uint16)
+    data[:, :, :32] = 65535  # nodata strip
+    data[0, 40, 40] = 65535  # nodata in one band only: still valid
+    path = write_raster(tmp_path / "nd.tif", data, nodata=65535)
+    with SceneReader(path) as reader:
+        assert reader.stretch is not None and max(reader.stretch.high) < 3000
+        left, right = (reader.read(chip) for chip in reader.chips(64, 0))
+    assert not left.image[:, :, :32].any()
+    assert not left.valid[:, :32].any() and left.valid[:, 32:].all()
+    assert left.valid_fraction == 0.5 and right.valid_fraction == 1.0
+    assert left.valid[40, 40]
+    assert (left.image[:, :, 32:].max(axis=0) > 0).mean() > 0.9
+
+
+def test_nodata_option_overrides_the_scene(make_scene):
+    path = make_scene(width=64, height=64)
+    with rasterio.open(path) as src:
+        scene = src.read()
+    value = int(scene[0, 0, 0])
+    with SceneReader(path, nodata=value) as reader:
+        got = reader.read(reader.chips(64, 0)[0])
+    missing = (scene == value).all(axis=0)
+    np.testing.assert_array_equal(got.valid, ~missing)
+    assert not got.image[:, missing].any()
+
+
+def test_gsd_resamples_to_the_target_pixel_size(tmp_path):
+    data = np.zeros((3, 100, 120), np.uint8)
+    data[:, :50] = 200  # top half bright
+    path = write_raster(tmp_path / "s.tif", data)
+    with SceneReader(path, gsd=4.0) as reader:
+        assert (reader.grid.width, reader.grid.height) == (60, 50)
+        chips = reader.chips(32, 8)
+        for chip in chips:
+            assert (chip.transform.a, chip.transform.e) == (4.0, -4.0)
+            assert chip.transform == reader.grid.transform @ Affine.translation(
+                chip.col_off, chip.row_off
+            )
+        image = reader.read(chips[0]).image
+    assert reader.grid.transform == Affine(4.0, 0, TRANSFORM.c, 0, -4.0, TRANSFORM.f)
+    assert (image[:, :20] == 200).all() and (image[:, 28:] == 0).all()  # edge at row 25
+
+
+@pytest.mark.parametrize(("file_nodata", "nodata"), [(7, None), (None, 7)])
+def test_gsd_keeps_nodata_out_of_the_resampling(tmp_path, file_nodata, nodata):
+    data = np.full((3, 60, 60), 200, np.uint8)
+    data[:, :, :30] = 7  # left half missing
+    path = write_raster(tmp_path / "s.tif", data, nodata=file_nodata)
+    with SceneReader(path, gsd=3.0, nodata=nodata) as reader:
+        got = reader.read(reader.chips(40, 0)[0])
+    # 3 m pixels: columns 0-19 cover the missing 60 m exactly, columns 20-39 the data.
+    assert not got.valid[:, :20].any() and got.valid[:, 20:].all()
+    assert not got.image[:, :, :20].any()
+    assert (got.image[:, :, 20:] == 200).all()  # never blended with the nodata value
+
+
+def test_gsd_on_a_geographic_scene_is_refused(make_scene):
+    path = make_scene(
+        width=32, height=32, crs="EPSG:4326", transform=Affine(1e-4, 0, 15.0, 0, -1e-4, 36.0)
+    )
+    with pytest.raises(SceneError, match="geographic"):
+        SceneReader(path, gsd=10.0)
+    with SceneReader(path) as reader:  # without --gsd a geographic scene is fine
+        assert reader.chips(32, 0)[0].transform == Affine(1e-4, 0, 15.0, 0, -1e-4, 36.0)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"crs": None}, "has no CRS"),
+        ({"transform": None}, "has no geotransform"),
+        ({"transform": Affine(2.0, 0.5, 500000.0, 0.5, -2.0, 4000000.0)}, "rotated or sheared"),
+    ],
+)
+def test_scene_without_usable_georeference_is_refused(make_scene, kwargs, match):
+    path = make_scene(width=32, height=32, **kwargs)
+    with pytest.raises(SceneError, match=match):
+        SceneReader(path)
+
+
+def test_missing_and_non_raster_scenes_are_refused(tmp_path):
+    with pytest.raises(InputNotFoundError, match="no such file"):
+        SceneReader(tmp_path / "missing.tif")
+    (tmp_path / "notes.tif").write_text("not a raster\n")
+    with pytest.raises(SceneError, match="not a raster"):
+        SceneReader(tmp_path / "notes.tif")
