@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from geosam.data.labels import DEFAULT_MIN_VISIBLE
-from geosam.geometry.grid import DEFAULT_CHIP_SIZE, DEFAULT_OVERLAP
+from geosam.geometry.grid import DEFAULT_CHIP_SIZE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,10 +34,9 @@ def chip_options(func: F) -> F:
         click.option(
             "--overlap",
             type=click.IntRange(min=0),
-            default=DEFAULT_OVERLAP,
-            show_default=True,
-            help="Pixels shared by neighbouring chips; keep it above the longest "
-            "ship in pixels so every ship is whole in some chip.",
+            default=None,
+            help="Pixels shared by neighbouring chips [default: an eighth of --size, 128 for "
+            "1024]; keep it above the longest ship in pixels so every ship is whole in some chip.",
         ),
         click.option(
             "--bands",

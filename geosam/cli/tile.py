@@ -16,7 +16,7 @@ from geosam.pipelines.tile import tile_scene
 
 def build_settings(
     size: int,
-    overlap: int,
+    overlap: int | None,
     bands: str | None,
     nodata: float | None,
     gsd: float | None,
@@ -27,7 +27,7 @@ def build_settings(
     """Chip settings from the shared chip options."""
     return ChipSettings(
         size=size,
-        overlap=overlap,
+        overlap=size // 8 if overlap is None else overlap,
         bands=parse_bands(bands) if bands else None,
         nodata=nodata,
         gsd=gsd,
