@@ -36,3 +36,15 @@ class OutputExistsError(GeosamError, FileExistsError):
 
 class OutputWriteError(GeosamError, OSError):
     """An output could not be written (disk full, permission denied)."""
+
+
+class ModelError(GeosamError, ValueError):
+    """A model type is not in the registry."""
+
+
+class CheckpointError(GeosamError, ValueError):
+    """A checkpoint is missing, unreadable, not a SAM state_dict, or of another model type."""
+
+
+class DownloadError(GeosamError, OSError):
+    """Official weights could not be downloaded or failed their checksum."""

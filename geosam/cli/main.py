@@ -53,8 +53,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from geosam.cli.tile import tile
+    from geosam.cli.weights import weights
 
     cli.add_command(tile)
+    cli.add_command(weights)
 
 
 _register()
