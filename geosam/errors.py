@@ -38,6 +38,14 @@ class OutputWriteError(GeosamError, OSError):
     """An output could not be written (disk full, permission denied)."""
 
 
+class DeviceError(GeosamError, ValueError):
+    """The requested compute device is not available."""
+
+
+class TrainingDataError(GeosamError, ValueError):
+    """The footprints give nothing to train on."""
+
+
 class ModelError(GeosamError, ValueError):
     """A model type is not in the registry."""
 

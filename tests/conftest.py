@@ -105,3 +105,19 @@ def pixel_polygon(col0: float, row0: float, col1: float, row1: float) -> Any:
     x0, y0 = TRANSFORM @ (col0, row0)
     x1, y1 = TRANSFORM @ (col1, row1)
     return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="session")
+def harbour(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small synthetic harbour (scene, footprints) from examples/harbour.py, 512x384 px."""
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from harbour import make_harbour
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return make_harbour(tmp_path_factory.mktemp("harbour"), width=512, height=384, ships=14)

@@ -35,7 +35,7 @@ class GeosamGroup(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
-    r"""Teach Segment Anything to find ships in your GeoTIFF scenes.
+    """Teach Segment Anything to find ships in your GeoTIFF scenes.
 
     \b
     Typical workflow:
@@ -46,16 +46,25 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     level = (
         logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # The console shows `level`; file handlers (e.g. a run's log) may ask the package for more.
+    console = logging.StreamHandler()
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "_geosam_console", False)]
+    console._geosam_console = True  # type: ignore[attr-defined]
+    root.addHandler(console)
     logging.getLogger("geosam").setLevel(level)
     ctx.obj = {"quiet": quiet}
 
 
 def _register() -> None:
+    from geosam.cli.finetune import finetune_cmd
     from geosam.cli.tile import tile
     from geosam.cli.weights import weights
 
     cli.add_command(tile)
+    cli.add_command(finetune_cmd, name="finetune")
     cli.add_command(weights)
 
 

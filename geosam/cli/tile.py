@@ -67,7 +67,7 @@ def tile(
     overwrite: bool,
     **chip_args: object,
 ) -> None:
-    r"""Cut SCENE into SAM-sized chips in OUT_DIR, each with its exact georeference.
+    """Cut SCENE into SAM-sized chips in OUT_DIR, each with its exact georeference.
 
     Chips are read window by window, so scenes of any size fit in memory. 16-bit and float
     scenes are stretched to 8 bits once per scene (see metadata.json). OUT_DIR gets

@@ -32,7 +32,7 @@ def weights() -> None:
       geosam weights list
       geosam weights download vit_b
       geosam weights download vit_b --url https://mirror.example/sam_vit_b_01ec64.pth
-    """  # noqa: D301 (click needs a real backspace, "\b", to keep the lines as written)
+    """
 
 
 @weights.command()
@@ -52,7 +52,7 @@ def download(ctx: click.Context, model_type: str, url: str | None, dest_dir: Pat
     Examples:
       geosam weights download vit_b
       geosam weights download vit_h --dir /data/sam-weights
-    """  # noqa: D301
+    """
     quiet = bool((ctx.find_root().obj or {}).get("quiet"))
     with ProgressBar(f"Downloading {model_type}", "MiB", quiet=quiet) as bar:
         path = download_weights(

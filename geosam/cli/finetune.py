@@ -1,0 +1,236 @@
+"""`geosam finetune SCENE SHIPS --out RUN_DIR`: fine-tune SAM on annotated scenes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from geosam.cli.options import overwrite_opt, seed_opt
+from geosam.data.prompts import PromptSettings
+from geosam.data.settings import ChipSettings
+from geosam.io.bands import parse_bands
+from geosam.model.registry import get_spec, model_names
+from geosam.pipelines.finetune import EpochEvent, FinetuneSettings, finetune, resume_finetune
+from geosam.pipelines.training_data import TrainingPair, read_manifest
+
+
+@click.command()
+@click.argument("scene", type=click.Path(path_type=Path), required=False)
+@click.argument("ships", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--layer",
+    default=None,
+    help="Footprint layer (default: the only one, or the one named after the scene).",
+)
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV with columns scene,labels,layer to train on several scenes.",
+)
+@click.option(
+    "--out",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder for model.pt, metrics.csv, curves.png, log.",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Continue the run in this folder exactly where it stopped.",
+)
+@click.option(
+    "--model-type",
+    type=click.Choice(model_names()),
+    default="tiny",
+    show_default=True,
+    help="SAM variant; tiny trains from scratch, no download.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Official SAM checkpoint (default: the cache, see `geosam weights`).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option(
+    "--batch",
+    "batch_chips",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Chips per step.",
+)
+@click.option("--lr", type=float, default=3e-4, show_default=True, help="Peak learning rate.")
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Stop after this many epochs without better validation IoU.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 0.9),
+    default=0.2,
+    show_default=True,
+    help="Share of ships (eastmost chips) held out for validation.",
+)
+@click.option(
+    "--train-encoder/--freeze-encoder",
+    default=None,
+    help="Also train the image encoder. Default: only for models without pretrained "
+    "weights (tiny); frozen encoders use the embedding cache.",
+)
+@click.option(
+    "--box-jitter",
+    type=click.FloatRange(0, 0.5),
+    default=0.1,
+    show_default=True,
+    help="Training boxes move by up to this share of their side.",
+)
+@click.option(
+    "--overlap",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Chip overlap in pixels (default: an eighth of the chip).",
+)
+@click.option("--bands", default=None, metavar="R,G,B", help="1-based bands for R,G,B.")
+@click.option(
+    "--gsd",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="METRES",
+    help="Resample scenes on read to this ground sample distance.",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option("--no-cache", is_flag=True, help="Do not keep image embeddings on disk.")
+@seed_opt
+@overwrite_opt
+@click.pass_context
+def finetune_cmd(
+    ctx: click.Context,
+    /,
+    scene: Path | None,
+    ships: Path | None,
+    layer: str | None,
+    manifest: Path | None,
+    run_dir: Path | None,
+    resume_dir: Path | None,
+    model_type: str,
+    checkpoint: str | None,
+    epochs: int,
+    batch_chips: int,
+    lr: float,
+    patience: int,
+    val_fraction: float,
+    train_encoder: bool | None,
+    box_jitter: float,
+    overlap: int | None,
+    bands: str | None,
+    gsd: float | None,
+    device: str,
+    no_cache: bool,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """Fine-tune SAM's mask decoder and a ship prompter on SCENE and its SHIPS footprints.
+
+    One annotated scene is enough. Image embeddings are computed once per chip and cached,
+    the best epoch by validation IoU is kept in RUN_DIR/model.pt, and Ctrl-C leaves a run
+    that --resume continues exactly.
+
+    \b
+    Examples:
+      geosam finetune scene.tif ships.gpkg --out run/
+      geosam finetune scene.tif ships.gpkg --layer harbour --model-type vit_b --out run/
+      geosam finetune --manifest scenes.csv --out run/ --epochs 50 --seed 1
+      geosam finetune --resume run/
+    """
+    quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    report = _progress(quiet)
+    if resume_dir is not None:
+        metrics = resume_finetune(resume_dir, report)
+        _summary(metrics, resume_dir, quiet)
+        return
+    if manifest is not None:
+        pairs = read_manifest(manifest)
+    elif scene is not None and ships is not None:
+        pairs = [TrainingPair(scene, ships, layer)]
+    else:
+        raise click.UsageError("give SCENE and SHIPS, or --manifest FILE, or --resume RUN_DIR")
+    if run_dir is None:
+        raise click.UsageError("give --out RUN_DIR for the model and its metrics")
+    size = get_spec(model_type).image_size
+    chip_settings = ChipSettings(
+        size=size,
+        overlap=size // 8 if overlap is None else overlap,
+        bands=parse_bands(bands) if bands else None,
+        gsd=gsd,
+    )
+    settings = FinetuneSettings(
+        model_type=model_type,
+        checkpoint=checkpoint,
+        epochs=epochs,
+        batch_chips=batch_chips,
+        lr=lr,
+        patience=patience,
+        val_fraction=val_fraction,
+        train_encoder=train_encoder,
+        device=device,
+        seed=seed,
+        cache=not no_cache,
+    )
+    prompts = PromptSettings(box_jitter=box_jitter)
+    try:
+        metrics = finetune(pairs, run_dir, chip_settings, settings, prompts, overwrite, report)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted; continue with: geosam finetune --resume {run_dir}", err=True)
+        ctx.exit(130)
+    _summary(metrics, run_dir, quiet)
+
+
+def _progress(quiet: bool) -> Callable[[EpochEvent], None]:
+    """A per-epoch progress bar with the running loss, closed with the epoch's IoU."""
+    bars: dict[int, tqdm[Any]] = {}
+
+    def report(event: EpochEvent) -> None:
+        bar = bars.get(event.epoch)
+        if bar is None:
+            bar = tqdm(
+                total=event.steps,
+                desc=f"epoch {event.epoch}/{event.epochs}",
+                unit="step",
+                disable=quiet,
+            )
+            bars[event.epoch] = bar
+        bar.update(event.step - bar.n)
+        postfix = {"loss": f"{event.loss:.3f}"}
+        if event.metrics:
+            postfix["val_iou"] = f"{event.metrics['val_iou']:.3f}"
+            bar.set_postfix(postfix)
+            bar.close()
+        else:
+            bar.set_postfix(postfix)
+
+    return report
+
+
+def _summary(metrics: dict[str, float], run_dir: Path, quiet: bool) -> None:
+    if quiet:
+        return
+    click.echo(
+        f"best epoch {metrics.get('epoch', 0):.0f}: validation IoU {metrics.get('val_iou', 0):.3f} "
+        f"(filled box {metrics.get('box_iou', 0):.3f}), prompter precision "
+        f"{metrics.get('prompter_precision', 0):.2f} recall {metrics.get('prompter_recall', 0):.2f}"
+        f"\nmodel: {run_dir / 'model.pt'}"
+    )

@@ -1,0 +1,465 @@
+"""`geosam finetune`: teach SAM's mask decoder and the ship prompter from annotated scenes.
+
+Run folder:
+    model.pt       best weights by validation IoU, with the metadata `detect` needs
+    last.pt        full resumable state after the last finished epoch
+    metrics.csv    one row per epoch; curves.png draws it
+    finetune.log   the run's log
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from geosam import __version__
+from geosam.data.prompts import PromptSettings, sample_prompts
+from geosam.data.settings import ChipSettings
+from geosam.data.split import SplitChip, spatial_split
+from geosam.errors import CheckpointError, DeviceError
+from geosam.io.atomic import atomic_path, refuse_existing
+from geosam.model.checkpoints import cache_dir, load_sam
+from geosam.model.decoder import decode
+from geosam.model.embeddings import EmbeddingCache, encode_images
+from geosam.model.losses import balanced_focal_loss, dice_loss, mask_iou
+from geosam.model.model_file import save_model_file
+from geosam.model.prompter import decode_boxes, encode_targets, prompter_loss
+from geosam.model.registry import get_spec
+from geosam.model.shipsam import ShipSam
+from geosam.pipelines.run_report import write_curves, write_metrics
+from geosam.pipelines.training_data import TrainChip, TrainingPair, load_training_chips
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Hyper-parameters of a fine-tuning run (all recorded in the run's files)."""
+
+    model_type: str = "tiny"
+    checkpoint: str | None = None
+    epochs: int = 30
+    batch_chips: int = 4
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    val_fraction: float = 0.2
+    patience: int = 8
+    train_encoder: bool | None = None
+    device: str = "auto"
+    seed: int = 0
+    cache: bool = True
+
+
+@dataclass
+class EpochEvent:
+    """Progress report after each step (`step` counts within the epoch) and epoch end."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU; `cuda` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise DeviceError(f"--device {name!r}: choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+class Trainer:
+    """One fine-tuning run: data, model, optimiser, schedule and their exact resumable state."""
+
+    def __init__(
+        self,
+        chips: list[TrainChip],
+        chip_settings: ChipSettings,
+        settings: FinetuneSettings,
+        prompts: PromptSettings,
+        run_dir: Path,
+    ) -> None:
+        self.settings, self.prompts, self.run_dir = settings, prompts, run_dir
+        self.chip_settings = chip_settings
+        self.device = pick_device(settings.device)
+        torch.manual_seed(settings.seed)
+        random.seed(settings.seed)
+        self.rng = np.random.default_rng(settings.seed)
+        self.shuffle = torch.Generator().manual_seed(settings.seed)
+        spec = get_spec(settings.model_type)
+        sam, base_hash = load_sam(
+            settings.model_type, settings.checkpoint and Path(settings.checkpoint)
+        )
+        train_encoder = settings.train_encoder
+        if train_encoder is None:
+            train_encoder = base_hash == "random-init"
+        self.model = ShipSam(sam, base_hash, train_encoder).to(self.device)
+        self.spec = spec
+        self.chips = chips
+        split = [SplitChip(c.scene, c.chip, len(c.boxes)) for c in chips]
+        self.train_idx, self.val_idx, fell_back = spatial_split(split, settings.val_fraction)
+        if fell_back:
+            log.warning(
+                "too few annotated chips for a separate validation set; validating on "
+                "training chips (scores will be optimistic)"
+            )
+        self.cache = EmbeddingCache(
+            sam,
+            f"{settings.model_type}:{base_hash}",
+            cache_dir().parent / "embeddings" if settings.cache else None,
+            self.device,
+        )
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_idx) / settings.batch_chips))
+        total = self.steps_per_epoch * settings.epochs
+        self.optimizer = torch.optim.AdamW(
+            self.model.trainable_parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
+        warm = max(1, min(settings.warmup_steps, total // 4))
+
+        def schedule(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.best_iou = -1.0
+        self.stale_epochs = 0
+        self.autocast = self.device.type == "cuda"
+        if self.device.type == "cpu":
+            torch.set_flush_denormal(True)  # denormals slow CPU steps ~8x while masks collapse
+
+    # --- embeddings -----------------------------------------------------------------------
+    def embeddings(self, indices: list[int], grad: bool) -> torch.Tensor:
+        """Embeddings of chips: from the cache with a frozen encoder, else by the encoder."""
+        images = [self.chips[i].image for i in indices]
+        if not self.model.train_encoder:
+            return self.cache.get(images).to(self.device)
+        pixels = torch.from_numpy(np.stack(images)).to(self.device)
+        with torch.set_grad_enabled(grad):
+            self.cache.encoder_calls += 1
+            return encode_images(self.model.sam, pixels)
+
+    # --- one step ---------------------------------------------------------------------------
+    def step_loss(self, indices: list[int]) -> torch.Tensor:
+        """Mask loss over sampled prompts plus prompter loss, for one batch of chips."""
+        emb = self.embeddings(indices, grad=True)
+        losses = []
+        for j, i in enumerate(indices):
+            chip = self.chips[i]
+            batch = sample_prompts(chip.boxes, chip.masks, chip.valid, self.prompts, self.rng)
+            if len(batch) == 0:
+                continue
+            is_box = ~np.isnan(batch.boxes[:, 0])
+            for sel, kind in ((is_box, "boxes"), (~is_box, "points")):
+                if not sel.any():
+                    continue
+                prompt = torch.from_numpy(
+                    batch.boxes[sel] if kind == "boxes" else batch.points[sel]
+                )
+                logits, iou_pred = decode(
+                    self.model.sam, emb[j : j + 1], **{kind: prompt.to(self.device)}
+                )
+                target = torch.from_numpy(batch.targets[sel]).to(self.device).float()
+                logits = logits.float()
+                with torch.no_grad():
+                    actual = mask_iou(logits > 0, target > 0.5)
+                losses.append(
+                    balanced_focal_loss(logits, target)
+                    + dice_loss(logits, target)
+                    + (iou_pred.float() - actual) ** 2
+                )
+        mask_loss = torch.cat(losses).mean() if losses else emb.sum() * 0
+        grid = emb.shape[-1]
+        targets = encode_targets([self.chips[i].boxes for i in indices], grid, self.model.stride)
+        p_loss = prompter_loss(self.model.prompter(emb.float()), targets)
+        return mask_loss + p_loss
+
+    def train_epoch(self, report: Callable[[EpochEvent], None] | None) -> float:
+        """One pass over the training chips in a seeded random order."""
+        self.model.train()
+        order = torch.randperm(len(self.train_idx), generator=self.shuffle).tolist()
+        batches = [
+            [self.train_idx[k] for k in order[s : s + self.settings.batch_chips]]
+            for s in range(0, len(order), self.settings.batch_chips)
+        ]
+        total = 0.0
+        for n, batch in enumerate(batches, start=1):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                loss = self.step_loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(
+                self.model.trainable_parameters(), self.settings.grad_clip
+            )
+            self.optimizer.step()
+            self.scheduler.step()
+            total += loss.item()
+            if report:
+                report(EpochEvent(self.epoch + 1, self.settings.epochs, n, len(batches), total / n))
+        return total / max(1, len(batches))
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mask IoU and Dice with exact box prompts, the filled-box baseline, prompter P/R."""
+        self.model.eval()
+        ious, dices, box_ious = [], [], []
+        tp = fp = fn = 0
+        for i in self.val_idx:
+            chip = self.chips[i]
+            emb = self.embeddings([i], grad=False)
+            if len(chip.boxes):
+                boxes = torch.from_numpy(chip.boxes).to(self.device)
+                logits, _ = decode(self.model.sam, emb, boxes=boxes)
+                pred = (logits.float() > 0).cpu()
+                target = torch.from_numpy(chip.masks)
+                ious.append(mask_iou(pred, target))
+                inter = (pred & target).flatten(1).sum(1).float()
+                dices.append(
+                    2 * inter / (pred.flatten(1).sum(1) + target.flatten(1).sum(1)).clamp(min=1)
+                )
+                box_ious.append(mask_iou(filled_boxes(chip.boxes, chip.image.shape[-1]), target))
+            found = decode_boxes(
+                self.model.prompter(emb.float()), self.model.stride, self.model.chip_size
+            )[0][0]
+            t, f, n = match_centres(found, chip.boxes)
+            tp, fp, fn = tp + t, fp + f, fn + n
+        return {
+            "val_iou": _mean(ious),
+            "val_dice": _mean(dices),
+            "box_iou": _mean(box_ious),
+            "prompter_precision": tp / max(1, tp + fp),
+            "prompter_recall": tp / max(1, tp + fn),
+        }
+
+    # --- state ------------------------------------------------------------------------------
+    def resume_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly after the current epoch."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "best_iou": self.best_iou,
+            "stale_epochs": self.stale_epochs,
+            "rng_numpy": self.rng.bit_generator.state,
+            "rng_shuffle": self.shuffle.get_state(),
+            "rng_torch": torch.get_rng_state(),
+            "rng_python": random.getstate(),
+        }
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        """Inverse of `resume_state`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.best_iou = float(state["best_iou"])
+        self.stale_epochs = int(state["stale_epochs"])
+        self.rng.bit_generator.state = state["rng_numpy"]
+        self.shuffle.set_state(state["rng_shuffle"])
+        torch.set_rng_state(state["rng_torch"])
+        random.setstate(state["rng_python"])
+
+    def metadata(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """What `detect` needs and what made the model."""
+        return {
+            "model_type": self.settings.model_type,
+            "base_hash": self.model.base_hash,
+            "checkpoint": self.settings.checkpoint,
+            "train_encoder": self.model.train_encoder,
+            "chip_settings": self.chip_settings.to_dict(),
+            "prompt_settings": self.prompts.to_dict(),
+            "finetune_settings": asdict(self.settings),
+            "geosam_version": __version__,
+            "metrics": metrics,
+            "epoch": self.epoch,
+        }
+
+
+def _mean(values: list[torch.Tensor]) -> float:
+    return float(torch.cat(values).mean()) if values else 0.0
+
+
+def filled_boxes(boxes: np.ndarray, size: int) -> torch.Tensor:
+    """(N, S, S) bool masks of filled XYXY boxes rounded to pixel edges: the naive baseline."""
+    out = torch.zeros(len(boxes), size, size, dtype=torch.bool)
+    for k, (x0, y0, x1, y1) in enumerate(np.asarray(boxes)):
+        rows = slice(round(float(y0)), round(float(y1)))
+        out[k, rows, round(float(x0)) : round(float(x1))] = True
+    return out
+
+
+def match_centres(found: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+    """Greedy one-to-one match of proposed box centres inside true boxes: (TP, FP, FN)."""
+    used = np.zeros(len(truth), dtype=bool)
+    tp = 0
+    for x0, y0, x1, y1 in found:
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        inside = (
+            (truth[:, 0] <= cx) & (cx <= truth[:, 2]) & (truth[:, 1] <= cy) & (cy <= truth[:, 3])
+        )
+        candidates = np.flatnonzero(inside & ~used)
+        if candidates.size:
+            used[candidates[0]] = True
+            tp += 1
+    return tp, len(found) - tp, len(truth) - tp
+
+
+def finetune(
+    pairs: list[TrainingPair],
+    run_dir: str | Path,
+    chip_settings: ChipSettings | None = None,
+    settings: FinetuneSettings | None = None,
+    prompts: PromptSettings | None = None,
+    overwrite: bool = False,
+    report: Callable[[EpochEvent], None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune on annotated scenes; returns the best epoch's metrics.
+
+    Chips are exactly the model's input size (256 px for `tiny`, 1024 px for `vit_*`), so
+    `chip_settings.size` is replaced by it; the overlap defaults to an eighth of a chip.
+    """
+    settings = settings or FinetuneSettings()
+    prompts = prompts or PromptSettings()
+    spec = get_spec(settings.model_type)
+    pick_device(settings.device)  # fail before reading any scene
+    chip_settings = chip_settings or ChipSettings(
+        size=spec.image_size, overlap=spec.image_size // 8
+    )
+    if chip_settings.size != spec.image_size:
+        overlap = min(chip_settings.overlap, spec.image_size // 2)
+        chip_settings = replace(chip_settings, size=spec.image_size, overlap=overlap)
+    out = Path(run_dir)
+    if out.exists():
+        refuse_existing(out, overwrite)
+    chips, resolved = load_training_chips(pairs, chip_settings)
+    recorded = (
+        resolved[0] if len(resolved) == 1 else replace(resolved[0], stretch=chip_settings.stretch)
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(chips, recorded, settings, prompts, out)
+    trainer.pairs = [asdict(p) for p in pairs]  # type: ignore[attr-defined]
+    return _run(trainer, report)
+
+
+def resume_finetune(
+    run_dir: str | Path, report: Callable[[EpochEvent], None] | None = None
+) -> dict[str, Any]:
+    """Continue a run from its `last.pt` exactly where it stopped."""
+    out = Path(run_dir)
+    path = out / "last.pt"
+    if not path.exists():
+        raise CheckpointError(f"{path}: no resumable state; start the run again without --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        config = state["config"]
+    except Exception as exc:  # any unreadable pickle is the same user-facing problem
+        raise CheckpointError(f"{path}: unreadable (corrupt or truncated?); start again") from exc
+    pairs = [TrainingPair(Path(p["scene"]), Path(p["labels"]), p["layer"]) for p in config["pairs"]]
+    chip_settings = ChipSettings.from_dict(config["chip_settings"])
+    settings = FinetuneSettings(**config["finetune_settings"])
+    prompts = PromptSettings(**config["prompt_settings"])
+    chips, _ = load_training_chips(pairs, chip_settings)
+    trainer = Trainer(chips, chip_settings, settings, prompts, out)
+    trainer.pairs = config["pairs"]  # type: ignore[attr-defined]
+    trainer.load_resume_state(state["trainer"])
+    log.info("resuming %s after epoch %d of %d", out, trainer.epoch, settings.epochs)
+    return _run(trainer, report)
+
+
+def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[str, Any]:
+    out = trainer.run_dir
+    handler = logging.FileHandler(out / "finetune.log", encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package_log = logging.getLogger("geosam")
+    level = package_log.level
+    package_log.setLevel(min(level or logging.WARNING, logging.INFO))
+    package_log.addHandler(handler)
+    try:
+        settings = trainer.settings
+        while trainer.epoch < settings.epochs and trainer.stale_epochs < settings.patience:
+            started = time.perf_counter()
+            calls_before = trainer.cache.encoder_calls
+            loss = trainer.train_epoch(report)
+            metrics = trainer.validate()
+            trainer.epoch += 1
+            row = {
+                "epoch": trainer.epoch,
+                "train_loss": loss,
+                **metrics,
+                "lr": float(trainer.scheduler.get_last_lr()[0]),
+                "encoder_calls": trainer.cache.encoder_calls - calls_before,
+                "seconds": time.perf_counter() - started,
+            }
+            trainer.history.append(row)
+            log.info(
+                "epoch %d: %s",
+                trainer.epoch,
+                ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
+            )
+            if metrics["val_iou"] > trainer.best_iou:
+                trainer.best_iou, trainer.stale_epochs = metrics["val_iou"], 0
+                save_model_file(
+                    out / "model.pt", trainer.model.changed_state(), trainer.metadata(row)
+                )
+            else:
+                trainer.stale_epochs += 1
+            _save_resume(trainer)
+            write_metrics(out / "metrics.csv", trainer.history)
+            if report:
+                report(
+                    EpochEvent(
+                        trainer.epoch,
+                        settings.epochs,
+                        trainer.steps_per_epoch,
+                        trainer.steps_per_epoch,
+                        loss,
+                        row,
+                    )
+                )
+        if trainer.stale_epochs >= settings.patience:
+            log.info("early stop: validation IoU did not improve for %d epochs", settings.patience)
+        write_curves(out / "curves.png", trainer.history)
+        best = max(trainer.history, key=lambda r: r["val_iou"]) if trainer.history else {}
+        return {
+            **best,
+            "encoder_calls": trainer.cache.encoder_calls,
+            "train_chips": len(trainer.train_idx),
+            "val_chips": len(trainer.val_idx),
+        }
+    finally:
+        package_log.removeHandler(handler)
+        package_log.setLevel(level)
+        handler.close()
+
+
+def _save_resume(trainer: Trainer) -> None:
+    config = {
+        "pairs": trainer.pairs,  # type: ignore[attr-defined]
+        "chip_settings": trainer.chip_settings.to_dict(),
+        "finetune_settings": asdict(trainer.settings),
+        "prompt_settings": trainer.prompts.to_dict(),
+    }
+    with atomic_path(trainer.run_dir / "last.pt") as tmp:
+        torch.save({"config": config, "trainer": trainer.resume_state()}, tmp)

@@ -1,0 +1,103 @@
+"""Chips to train on, straight from (scene, footprints) pairs through the tile API."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geosam.data.samples import SceneChips
+from geosam.data.settings import ChipSettings
+from geosam.errors import InputNotFoundError, TrainingDataError
+from geosam.geometry.grid import Chip
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingPair:
+    """One annotated scene: raster, footprints and (optionally) the layer."""
+
+    scene: Path
+    labels: Path
+    layer: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainChip:
+    """A chip held in memory for training.
+
+    Attributes:
+        scene: scene name.
+        chip: grid position.
+        image: (3, S, S) uint8.
+        valid: (S, S) bool.
+        boxes: (N, 4) float32 XYXY chip pixels.
+        masks: (N, S, S) bool.
+    """
+
+    scene: str
+    chip: Chip
+    image: NDArray[np.uint8]
+    valid: NDArray[np.bool_]
+    boxes: NDArray[np.float32]
+    masks: NDArray[np.bool_]
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[TrainingPair]:
+    """Pairs from a CSV with columns scene, labels, layer (paths relative to the CSV)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"{p}: no such manifest; give a CSV with scene,labels,layer")
+    with p.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"scene", "labels"} <= set(rows[0]):
+        raise TrainingDataError(f"{p}: needs a header with columns scene, labels (and layer)")
+    return [
+        TrainingPair(p.parent / r["scene"], p.parent / r["labels"], r.get("layer") or None)
+        for r in rows
+    ]
+
+
+def load_training_chips(
+    pairs: list[TrainingPair], settings: ChipSettings
+) -> tuple[list[TrainChip], list[ChipSettings]]:
+    """All chips with valid pixels of every pair, and the resolved chip settings per scene.
+
+    Raises `TrainingDataError` when no footprint lands on any chip.
+    """
+    chips: list[TrainChip] = []
+    resolved: list[ChipSettings] = []
+    for pair in pairs:
+        with SceneChips(pair.scene, pair.labels, pair.layer, settings) as scene_chips:
+            resolved.append(scene_chips.settings)
+            ships_here = 0
+            for sample in scene_chips:
+                labels = sample.labels
+                assert labels is not None  # labels were given
+                chips.append(
+                    TrainChip(
+                        sample.scene,
+                        sample.chip,
+                        sample.image,
+                        sample.valid,
+                        labels.boxes,
+                        labels.masks,
+                    )
+                )
+                ships_here += len(labels)
+            log.info(
+                "%s: %d chips, %d ship labels", scene_chips.scene_name, len(scene_chips), ships_here
+            )
+    if not any(len(c.boxes) for c in chips):
+        names = ", ".join(str(p.labels) for p in pairs)
+        raise TrainingDataError(
+            f"{names}: no footprint lands on any chip of the scene(s); nothing to train on. "
+            "Check that the footprints cover the scene (same place, right layer)"
+        )
+    return chips, resolved

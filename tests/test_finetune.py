@@ -1,0 +1,164 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from geosam.cli.main import cli
+from geosam.errors import CheckpointError, DeviceError, OutputExistsError, TrainingDataError
+from geosam.model.model_file import load_model_file
+from geosam.pipelines.finetune import FinetuneSettings, finetune, pick_device, resume_finetune
+from geosam.pipelines.training_data import TrainingPair
+
+FAST = FinetuneSettings(epochs=2, batch_chips=2, train_encoder=False, patience=100)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOSAM_HOME", str(tmp_path / "home"))
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "last.pt", weights_only=False)["trainer"]["model"]
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_encoder_runs_once_per_chip_then_never(harbour, tmp_path):
+    pair = TrainingPair(*harbour)
+    finetune([pair], tmp_path / "a", settings=FAST)
+    rows = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    calls = [int(r.split(",")[header.index("encoder_calls")]) for r in rows[1:]]
+    assert calls[0] > 0 and calls[1] == 0
+    # A second run over the same chips reads every embedding from the disk cache.
+    metrics = finetune([pair], tmp_path / "b", settings=FAST)
+    assert metrics["encoder_calls"] == 0
+
+
+def test_seed_makes_runs_identical(harbour, tmp_path):
+    pair = TrainingPair(*harbour)
+    finetune([pair], tmp_path / "a", settings=FAST)
+    finetune([pair], tmp_path / "b", settings=FAST)
+    finetune([pair], tmp_path / "c", settings=FinetuneSettings(**{**FAST.__dict__, "seed": 1}))
+    assert same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    assert not same_weights(weights(tmp_path / "a"), weights(tmp_path / "c"))
+
+
+def test_resume_equals_uninterrupted_run(harbour, tmp_path):
+    pair = TrainingPair(*harbour)
+    four = FinetuneSettings(**{**FAST.__dict__, "epochs": 4})
+    finetune([pair], tmp_path / "straight", settings=four)
+
+    def interrupt_after_two(event):
+        if event.metrics and event.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune([pair], tmp_path / "resumed", settings=four, report=interrupt_after_two)
+    resume_finetune(tmp_path / "resumed")
+    assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+    straight = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
+    resumed = (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()
+    assert len(straight) == len(resumed) == 5
+
+
+def test_loss_falls_and_model_file_records_what_made_it(harbour, tmp_path):
+    settings = FinetuneSettings(
+        epochs=6, batch_chips=2, train_encoder=False, lr=1e-3, warmup_steps=2
+    )
+    finetune([TrainingPair(*harbour)], tmp_path / "run", settings=settings)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    losses = [float(r.split(",")[header.index("train_loss")]) for r in rows[1:]]
+    assert losses[-1] < 0.7 * losses[0]
+    state, meta = load_model_file(tmp_path / "run" / "model.pt")
+    assert meta["model_type"] == "tiny" and meta["chip_settings"]["size"] == 256
+    assert meta["base_hash"] == "random-init" and "val_iou" in meta["metrics"]
+    assert any(k.startswith("prompter.") for k in state)
+    assert any(k.startswith("sam.mask_decoder.") for k in state)
+    for name in ("metrics.csv", "curves.png", "finetune.log", "last.pt"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+
+
+def test_one_annotated_chip_still_trains(make_scene, make_layer, tmp_path, caplog):
+    from conftest import pixel_polygon
+
+    scene = make_scene(width=200, height=200)
+    labels = make_layer([pixel_polygon(50, 60, 80, 70)])
+    metrics = finetune(
+        [TrainingPair(scene, labels)],
+        tmp_path / "run",
+        settings=FinetuneSettings(epochs=1, train_encoder=False),
+    )
+    assert metrics["train_chips"] == 1 and metrics["val_chips"] == 1
+    assert "validating on training chips" in caplog.text
+
+
+def test_footprints_that_hit_no_chip_are_refused(make_scene, make_layer, tmp_path):
+    import shapely
+
+    scene = make_scene()
+    labels = make_layer([shapely.box(0, 0, 10, 10)])  # far from the scene, same CRS
+    with pytest.raises(TrainingDataError, match="nothing to train on"):
+        finetune([TrainingPair(scene, labels)], tmp_path / "run", settings=FAST)
+
+
+def test_existing_run_dir_is_refused(harbour, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        finetune([TrainingPair(*harbour)], run, settings=FAST)
+    assert (run / "model.pt").read_text() == "keep me"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_gpu_is_a_clear_error():
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        pick_device("cuda")
+
+
+def test_corrupt_model_file_is_named(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(CheckpointError, match="model.pt"):
+        load_model_file(bad)
+
+
+def test_cli_finetune_and_its_errors(harbour, tmp_path):
+    scene, labels = harbour
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(
+        cli,
+        [
+            "-q",
+            "finetune",
+            str(scene),
+            str(labels),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--freeze-encoder",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "model.pt").exists()
+    again = runner.invoke(cli, ["finetune", str(scene), str(labels), "--out", str(out)])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert "Traceback" not in again.output
+    unknown = runner.invoke(
+        cli, ["finetune", str(scene), str(labels), "--out", str(out), "--model-type", "vit_z"]
+    )
+    assert unknown.exit_code == 2 and "vit_z" in unknown.output
+    if not torch.cuda.is_available():
+        cuda = runner.invoke(
+            cli,
+            ["finetune", str(scene), str(labels), "--out", str(tmp_path / "c"), "--device", "cuda"],
+        )
+        assert cuda.exit_code == 1 and "no CUDA GPU" in cuda.output
