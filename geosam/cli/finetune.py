@@ -59,7 +59,13 @@ from geosam.pipelines.training_data import TrainingPair, read_manifest
     default=None,
     help="Official SAM checkpoint (default: the cache, see `geosam weights`).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Passes over the training chips (early stopping may end sooner).",
+)
 @click.option(
     "--batch",
     "batch_chips",
@@ -111,7 +117,11 @@ from geosam.pipelines.training_data import TrainingPair, read_manifest
     help="Resample scenes on read to this ground sample distance.",
 )
 @click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto uses a CUDA GPU when there is one (with bf16 autocast), else the CPU.",
 )
 @click.option("--no-cache", is_flag=True, help="Do not keep image embeddings on disk.")
 @seed_opt

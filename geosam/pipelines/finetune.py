@@ -181,9 +181,12 @@ class Trainer:
                 logits = logits.float()
                 with torch.no_grad():
                     actual = mask_iou(logits > 0, target > 0.5)
+                # Dice is undefined for an empty target (any positive pixel costs ~1), so
+                # background prompts learn from the focal term alone.
+                has_ship = target.flatten(1).any(1).float()
                 losses.append(
                     balanced_focal_loss(logits, target)
-                    + dice_loss(logits, target)
+                    + has_ship * dice_loss(logits, target)
                     + (iou_pred.float() - actual) ** 2
                 )
         mask_loss = torch.cat(losses).mean() if losses else emb.sum() * 0
