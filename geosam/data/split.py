@@ -67,7 +67,7 @@ def spatial_split(
             if i not in scene_val
             and not any(_overlaps(chips[i].chip, chips[v].chip) for v in scene_val)
         ]
-        if not scene_val or not any(chips[i].ships for i in scene_train):
+        if annotated and (not scene_val or not any(chips[i].ships for i in scene_train)):
             fell_back = True
             scene_train = list(indices)
             scene_val = list(annotated)

@@ -77,7 +77,7 @@ class EmbeddingCache:
                 try:
                     self._memory[key] = np.load(path)
                     continue
-                except (OSError, ValueError):
+                except (OSError, ValueError, EOFError):  # EOFError: an empty file
                     log.warning("embedding cache file %s is unreadable; recomputing", path)
             missing.append(i)
         for start in range(0, len(missing), self.batch_size):

@@ -54,7 +54,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[TrainingPair]:
     p = Path(path)
     if not p.exists():
         raise InputNotFoundError(f"{p}: no such manifest; give a CSV with scene,labels,layer")
-    with p.open(newline="", encoding="utf-8") as fh:
+    with p.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM from Excel
         rows = list(csv.DictReader(fh))
     if not rows or not {"scene", "labels"} <= set(rows[0]):
         raise TrainingDataError(f"{p}: needs a header with columns scene, labels (and layer)")

@@ -1,0 +1,138 @@
+"""Ship prompter: CenterNet targets, their decoding back to boxes, and a head that learns."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+# Importing from geosam.model runs its __init__ first, which makes segment_anything importable.
+from geosam.model.prompter import ShipPrompter, decode_boxes, encode_targets, prompter_loss
+
+GRID, STRIDE = 16, 8.0
+SIZE = int(GRID * STRIDE)  # 128 px chip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread; two spin-wait badly on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+BOXES = [
+    np.array([[10.0, 12.0, 30.0, 20.0], [60.5, 70.25, 64.0, 90.0], [100, 3, 127, 9]], np.float32),
+    np.array([[0, 0, 8, 8], [40, 100, 41.5, 101]], np.float32),
+    np.zeros((0, 4), np.float32),
+]
+
+
+def perfect_outputs(boxes, from_heatmap=False):
+    """Prompter outputs that match the targets.
+
+    Logits are +-20 at / off the centre cells, or with `from_heatmap` the logits of the
+    Gaussian target heatmap itself (what a well-trained head approximates).
+    """
+    heat, offset, log_size, where = encode_targets(boxes, GRID, STRIDE)
+    if from_heatmap:
+        logits = torch.logit(heat.clamp(1e-6, 1 - 1e-6))
+    else:
+        logits = torch.where(where > 0, torch.tensor(20.0), torch.tensor(-20.0))
+    return (logits, offset, log_size), heat, where
+
+
+def centre_cells(boxes):
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2 / STRIDE
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2 / STRIDE
+    return set(zip(cy.astype(int).tolist(), cx.astype(int).tolist(), strict=True))
+
+
+def test_targets_peak_at_one_in_the_centre_cell_of_each_box():
+    heat, offset, log_size, where = encode_targets(BOXES, GRID, STRIDE)
+    for t in (heat, where):
+        assert t.shape == (3, 1, GRID, GRID)
+    assert offset.shape == log_size.shape == (3, 2, GRID, GRID)
+    assert heat.min() >= 0 and heat.max() <= 1
+    for b, boxes in enumerate(BOXES):
+        cells = centre_cells(boxes)
+        peaks = {tuple(rc) for rc in torch.nonzero(heat[b, 0] == 1).tolist()}
+        assert peaks == cells
+        assert {tuple(rc) for rc in torch.nonzero(where[b, 0]).tolist()} == cells
+    # Box 0 of chip 0: centre (20, 16) px = cell (2.5, 2.0); 20 x 8 px = 2.5 x 1 cells.
+    assert offset[0, :, 2, 2].tolist() == pytest.approx([0.5, 0.0])
+    assert log_size[0, :, 2, 2].tolist() == pytest.approx([math.log(2.5), 0.0])
+    # Nothing is supervised away from centres, and a chip without ships has no target.
+    assert (offset * (1 - where)).abs().sum() == 0 and (log_size * (1 - where)).abs().sum() == 0
+    assert heat[2].sum() == 0 and where[2].sum() == 0
+
+
+@pytest.mark.parametrize("from_heatmap", [False, True])
+def test_decoding_perfect_outputs_gives_the_boxes_back(from_heatmap):
+    outputs, _, _ = perfect_outputs(BOXES, from_heatmap)
+    results = decode_boxes(outputs, STRIDE, SIZE)
+    assert len(results) == 3
+    for (found, scores), boxes in zip(results, BOXES, strict=True):
+        assert found.dtype == np.float32 and scores.dtype == np.float32
+        assert found.shape == (len(boxes), 4) and scores.shape == (len(boxes),)
+        # Boxes of at least 1 px come back within 1 px (1 px boxes are encoded as 1 px).
+        order_found = found[np.lexsort((found[:, 1], found[:, 0]))]
+        order_true = boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))]
+        np.testing.assert_allclose(order_found, order_true, atol=1.0)
+        assert (scores > 0.99).all()
+
+
+def test_decoding_keeps_only_scores_above_threshold_highest_first():
+    boxes = [np.array([[8 * k + 1, 8 * k + 1, 8 * k + 7, 8 * k + 7] for k in range(0, 16, 2)])]
+    outputs, _, _ = perfect_outputs(boxes)
+    # Centre scores 0.1, 0.2, ..., 0.8 along the diagonal, in scrambled order.
+    scores = torch.tensor([0.5, 0.1, 0.8, 0.3, 0.7, 0.2, 0.6, 0.4])
+    logits = torch.full_like(outputs[0], -20.0)
+    for k, s in enumerate(scores):
+        logits[0, 0, 2 * k, 2 * k] = torch.logit(s)
+    outputs = (logits, outputs[1], outputs[2])
+    ((found, got),) = decode_boxes(outputs, STRIDE, SIZE, threshold=0.45)
+    assert got.tolist() == pytest.approx([0.8, 0.7, 0.6, 0.5])
+    np.testing.assert_allclose(found[0], boxes[0][2], atol=1.0)  # score 0.8 is ship 2
+    ((found, got),) = decode_boxes(outputs, STRIDE, SIZE, threshold=0.0, max_boxes=3)
+    assert got.tolist() == pytest.approx([0.8, 0.7, 0.6]) and found.shape == (3, 4)
+    ((found, got),) = decode_boxes(outputs, STRIDE, SIZE, threshold=0.9)
+    assert found.shape == (0, 4) and got.shape == (0,)
+
+
+def test_decoded_boxes_are_clipped_to_the_chip():
+    logits = torch.full((1, 1, GRID, GRID), -20.0)
+    logits[0, 0, 0, GRID - 1] = 20.0
+    offset = torch.zeros(1, 2, GRID, GRID)
+    log_size = torch.full((1, 2, GRID, GRID), math.log(6.0))  # 48 px, past two chip edges
+    ((found, _),) = decode_boxes((logits, offset, log_size), STRIDE, SIZE)
+    np.testing.assert_allclose(found, [[SIZE - 8 - 24, 0, SIZE, 24]])
+
+
+def test_prompter_loss_is_lower_for_perfect_outputs_and_falls_with_training():
+    torch.manual_seed(0)
+    outputs, _, _ = perfect_outputs(BOXES)
+    targets = encode_targets(BOXES, GRID, STRIDE)
+    wrong = (-outputs[0], outputs[1] + 1.0, outputs[2] - 1.0)
+    assert prompter_loss(outputs, targets) < 0.1 * prompter_loss(wrong, targets)
+
+    head = ShipPrompter(in_channels=16, hidden=16)
+    embedding = torch.randn(len(BOXES), 16, GRID, GRID)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    first = prompter_loss(head(embedding), targets).item()
+    for _ in range(40):
+        loss = prompter_loss(head(embedding), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    last = prompter_loss(head(embedding), targets).item()
+    assert math.isfinite(first) and last < 0.5 * first
+
+
+def test_a_new_head_starts_with_a_low_ship_prior():
+    head = ShipPrompter(in_channels=16, hidden=16)
+    heat, offset, size = head(torch.randn(2, 16, GRID, GRID))
+    assert heat.shape == (2, 1, GRID, GRID) and offset.shape == size.shape == (2, 2, GRID, GRID)
+    assert heat.sigmoid().mean() < 0.1
+    assert all(len(found) == 0 for found, _ in decode_boxes((heat, offset, size), STRIDE, SIZE))

@@ -1,0 +1,139 @@
+"""Training data: the scene/labels manifest and chips of several scenes in their own CRSs."""
+
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from conftest import pixel_polygon
+from pyproj import Transformer
+
+from geosam.data.settings import ChipSettings
+from geosam.errors import InputNotFoundError, TrainingDataError
+from geosam.pipelines.training_data import TrainingPair, load_training_chips, read_manifest
+
+SETTINGS = ChipSettings(size=64, overlap=0)
+
+# Scene b: 10 m pixels in Web Mercator; its footprints are stored in WGS 84 lon/lat.
+MERCATOR = Affine(10.0, 0.0, 1_000_000.0, 0.0, -10.0, 5_000_000.0)
+TO_LONLAT = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
+
+
+def lonlat_polygon(col0, row0, col1, row1):
+    """A box given in scene-b pixels, as a lon/lat polygon (Mercator keeps boxes boxes)."""
+    x0, y0 = MERCATOR @ (col0, row0)
+    x1, y1 = MERCATOR @ (col1, row1)
+    lon, lat = TO_LONLAT.transform([x0, x1], [y0, y1])
+    return shapely.box(min(lon), min(lat), max(lon), max(lat))
+
+
+# Scene pixel boxes (col0, row0, col1, row1) of each scene's ships.
+SHIPS_A = [(10, 20, 30, 26), (70, 80, 90, 84)]
+SHIPS_B = [(5, 70, 15, 90), (100, 10, 120, 14)]
+
+
+def test_manifest_paths_are_relative_to_the_csv(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    manifest = folder / "train.csv"
+    manifest.write_text(
+        "scene,labels,layer\n"
+        "scenes/a.tif,labels/a.gpkg,ships\n"
+        f"b.tif,{tmp_path / 'elsewhere' / 'b.gpkg'},\n",
+        encoding="utf-8",
+    )
+    pairs = read_manifest(str(manifest))
+    assert pairs == [
+        TrainingPair(folder / "scenes" / "a.tif", folder / "labels" / "a.gpkg", "ships"),
+        TrainingPair(folder / "b.tif", tmp_path / "elsewhere" / "b.gpkg", None),
+    ]
+
+
+def test_manifest_without_a_layer_column_has_no_layers(tmp_path):
+    manifest = tmp_path / "train.csv"
+    manifest.write_text("labels,scene\nl.gpkg,s.tif\n", encoding="utf-8")
+    assert read_manifest(manifest) == [TrainingPair(tmp_path / "s.tif", tmp_path / "l.gpkg")]
+
+
+def test_manifest_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
+    manifest = tmp_path / "train.csv"
+    manifest.write_bytes("scene,labels\r\ns.tif,l.gpkg\r\n".encode("utf-8-sig"))
+    assert read_manifest(manifest) == [TrainingPair(tmp_path / "s.tif", tmp_path / "l.gpkg")]
+
+
+@pytest.mark.parametrize(
+    "text", ["image,footprints\ns.tif,l.gpkg\n", "scene\ns.tif\n", "", "scene,labels\n"]
+)
+def test_manifest_without_the_columns_is_refused(tmp_path, text):
+    manifest = tmp_path / "train.csv"
+    manifest.write_text(text, encoding="utf-8")
+    with pytest.raises(TrainingDataError, match="scene, labels") as info:
+        read_manifest(manifest)
+    assert str(manifest) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_missing_manifest_is_refused(tmp_path):
+    with pytest.raises(InputNotFoundError, match="no such manifest") as info:
+        read_manifest(tmp_path / "nope.csv")
+    assert isinstance(info.value, FileNotFoundError)
+    assert "nope.csv" in str(info.value)
+
+
+@pytest.fixture
+def two_scenes(make_scene, make_layer):
+    """Scene a in UTM 33N with UTM footprints; scene b in Web Mercator with lon/lat ones."""
+    a = make_scene(width=128, height=128, name="a.tif", seed=1)
+    a_labels = make_layer([pixel_polygon(*s) for s in SHIPS_A], name="a.gpkg")
+    b = make_scene(width=128, height=128, name="b.tif", seed=2, crs="EPSG:3857", transform=MERCATOR)
+    b_labels = make_layer(
+        [lonlat_polygon(*s) for s in SHIPS_B], crs="EPSG:4326", name="b.gpkg", ids=[7, 8]
+    )
+    return [TrainingPair(a, a_labels), TrainingPair(b, b_labels, "ships")]
+
+
+def expected_chip_boxes(ships):
+    """{chip_id: [XYXY chip-pixel box]} of scene-pixel ships on a 64 px grid."""
+    out = {}
+    for col0, row0, col1, row1 in ships:
+        r, c = int(row0) // 64 * 64, int(col0) // 64 * 64
+        out.setdefault(f"r{r:06d}_c{c:06d}", []).append([col0 - c, row0 - r, col1 - c, row1 - r])
+    return out
+
+
+def test_chips_of_scenes_in_different_crss_carry_their_ships(two_scenes):
+    chips, resolved = load_training_chips(two_scenes, SETTINGS)
+    assert len(resolved) == 2 and all(s.size == 64 and s.overlap == 0 for s in resolved)
+    assert resolved[0].bands == resolved[1].bands == (1, 2, 3)
+    assert sorted((c.scene, c.chip.chip_id) for c in chips) == sorted(
+        (s, f"r{r:06d}_c{c:06d}") for s in ("a", "b") for r in (0, 64) for c in (0, 64)
+    )
+    for scene, ships in (("a", SHIPS_A), ("b", SHIPS_B)):
+        expected = expected_chip_boxes(ships)
+        for chip in (c for c in chips if c.scene == scene):
+            assert chip.image.shape == (3, 64, 64) and chip.image.dtype == np.uint8
+            assert chip.valid.shape == (64, 64) and chip.valid.all()
+            want = np.array(expected.get(chip.chip.chip_id, []), np.float32).reshape(-1, 4)
+            assert chip.boxes.dtype == np.float32 and chip.boxes.shape == want.shape
+            np.testing.assert_allclose(chip.boxes, want, atol=1.0)
+            assert chip.masks.shape == (len(want), 64, 64) and chip.masks.dtype == bool
+            for box, mask in zip(want, chip.masks, strict=True):
+                x0, y0, x1, y1 = (int(v) for v in box)
+                assert mask[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1].all()  # inside, whatever rounding
+                outside = np.ones_like(mask)
+                outside[max(0, y0 - 1) : y1 + 1, max(0, x0 - 1) : x1 + 1] = False
+                assert not (mask & outside).any()
+    # The pixels are the scenes' own: chip r0 c64 of scene b is columns 64-127, rows 0-63.
+    import rasterio
+
+    with rasterio.open(two_scenes[1].scene) as src:
+        data = src.read(window=((0, 64), (64, 128)))
+    (b_chip,) = [c for c in chips if c.scene == "b" and c.chip.chip_id == "r000000_c000064"]
+    np.testing.assert_array_equal(b_chip.image, data)
+
+
+def test_footprints_off_every_chip_leave_nothing_to_train_on(make_scene, make_layer):
+    scene = make_scene(width=128, height=128, name="a.tif")
+    labels = make_layer([pixel_polygon(-500, -500, -480, -490)], name="far.gpkg")
+    with pytest.raises(TrainingDataError, match="nothing to train on") as info:
+        load_training_chips([TrainingPair(scene, labels)], SETTINGS)
+    assert "far.gpkg" in str(info.value)
