@@ -15,6 +15,7 @@ from types import TracebackType
 
 import numpy as np
 from numpy.typing import NDArray
+from rasterio.enums import Resampling
 
 from geosam.errors import BandError
 from geosam.geometry.grid import Chip, chip_grid
@@ -114,6 +115,20 @@ class SceneReader:
         full[:, :h, :w] = image
         full_valid[:h, :w] = valid
         return ChipImage(chip, full, full_valid)
+
+    def read_overview(self, max_side: int) -> NDArray[np.uint8]:
+        """The whole grid as (3, h, w) uint8 with the longest side <= `max_side` (averaged read)."""
+        scale = max(1.0, max(self.grid.width, self.grid.height) / max_side)
+        height = max(1, round(self.grid.height / scale))
+        width = max(1, round(self.grid.width / scale))
+        unique = sorted(set(self.bands))
+        raw = self._dataset.read(
+            unique, out_shape=(len(unique), height, width), resampling=Resampling.average
+        )
+        pixels = raw[[unique.index(b) for b in self.bands]]
+        image = self.stretch.apply(pixels) if self.stretch is not None else pixels.astype(np.uint8)
+        image[:, ~self._valid_mask(pixels)] = 0
+        return image
 
     def _valid_mask(self, pixels: NDArray[np.generic]) -> NDArray[np.bool_]:
         """True where any chip band holds data (GDAL's per-dataset mask convention)."""

@@ -12,9 +12,8 @@ import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
+from geosam.model.checkpoints import RANDOM_INIT
 from geosam.model.prompter import ShipPrompter
-
-RANDOM_INIT = "random-init"
 
 
 class ShipSam(nn.Module):

@@ -27,7 +27,7 @@ from geosam.data.settings import ChipSettings
 from geosam.data.split import SplitChip, spatial_split
 from geosam.errors import CheckpointError, DeviceError
 from geosam.io.atomic import atomic_path, refuse_existing
-from geosam.model.checkpoints import cache_dir, load_sam
+from geosam.model.checkpoints import RANDOM_INIT, cache_dir, load_sam
 from geosam.model.decoder import decode
 from geosam.model.embeddings import EmbeddingCache, encode_images
 from geosam.model.losses import balanced_focal_loss, dice_loss, mask_iou
@@ -108,7 +108,7 @@ class Trainer:
         )
         train_encoder = settings.train_encoder
         if train_encoder is None:
-            train_encoder = base_hash == "random-init"
+            train_encoder = base_hash == RANDOM_INIT
         self.model = ShipSam(sam, base_hash, train_encoder).to(self.device)
         self.spec = spec
         self.chips = chips

@@ -1,0 +1,71 @@
+"""Prompts from any vector layer (another detector's boxes, AIS positions) in the scene CRS."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from numpy.typing import NDArray
+
+from geosam.errors import InputNotFoundError, LabelsError
+from geosam.geometry.grid import Chip
+from geosam.geometry.pixels import geometry_to_pixels, pixel_box
+from geosam.io.footprints import pick_layer
+
+log = logging.getLogger(__name__)
+
+
+class PromptLayer:
+    """Box prompts (from polygons) and point prompts (from points), looked up per chip.
+
+    Args:
+        path: vector file.
+        scene_crs: CRS to reproject to.
+        layer: layer name (default: the only one, or one named after the scene).
+        prefer_layer: the scene name.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        scene_crs: object,
+        layer: str | None = None,
+        prefer_layer: str | None = None,
+    ) -> None:
+        p = Path(path)
+        if not p.exists():
+            raise InputNotFoundError(f"{p}: no such prompt file")
+        name = pick_layer(p, layer, prefer_layer)
+        frame = gpd.read_file(p, layer=name, engine="pyogrio")
+        if frame.crs is None:
+            raise LabelsError(f"{p}: layer {name!r} has no CRS; set the CRS the prompts are in")
+        frame = frame[~(frame.geometry.isna() | frame.geometry.is_empty)].to_crs(scene_crs)
+        kinds = set(frame.geom_type)
+        if not kinds <= {"Polygon", "MultiPolygon", "Point"}:
+            raise LabelsError(
+                f"{p}: prompts must be polygons (boxes) or points, found {', '.join(sorted(kinds))}"
+            )
+        self.geometries = np.asarray(frame.geometry.values, dtype=object)
+        self.is_point = shapely.get_type_id(self.geometries) == 0
+        self.tree = shapely.STRtree(self.geometries)
+        log.info("%s: %d prompts from layer %r", p.name, len(frame), name)
+
+    def for_chip(self, chip: Chip) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Boxes (K, 4) XYXY and points (M, 2) (x, y), chip pixels, of prompts on `chip`."""
+        hits = np.sort(self.tree.query(shapely.box(*chip.bounds), predicate="intersects"))
+        boxes = [
+            pixel_box(g, chip.transform, chip.size)
+            for g in self.geometries[hits[~self.is_point[hits]]]
+        ]
+        points = [
+            shapely.get_coordinates(geometry_to_pixels(g, chip.transform))[0]
+            for g in self.geometries[hits[self.is_point[hits]]]
+        ]
+        return (
+            np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            np.asarray(points, dtype=np.float32).reshape(-1, 2),
+        )

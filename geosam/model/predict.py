@@ -1,0 +1,92 @@
+"""Masks for one chip from a fine-tuned model: embed, propose boxes, decode in batches."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from geosam.errors import CheckpointError
+from geosam.model.checkpoints import RANDOM_INIT, load_sam
+from geosam.model.decoder import decode
+from geosam.model.embeddings import encode_images
+from geosam.model.model_file import load_model_file
+from geosam.model.prompter import decode_boxes
+from geosam.model.shipsam import ShipSam
+
+PROMPT_BATCH = 64
+
+
+def load_detector(
+    model_path: str | os.PathLike[str], device: torch.device, checkpoint: str | None = None
+) -> tuple[ShipSam, dict[str, Any]]:
+    """The fine-tuned model of a `model.pt` and its metadata, in eval mode on `device`.
+
+    The base SAM weights come from `checkpoint`, else the path recorded at training time, else
+    the cache; their hash must match the one the model was trained on.
+    """
+    state, meta = load_model_file(model_path)
+    base = checkpoint or meta.get("checkpoint")
+    sam, base_hash = load_sam(meta["model_type"], base)
+    if meta["base_hash"] not in (RANDOM_INIT, base_hash):
+        raise CheckpointError(
+            f"{model_path}: was trained on base weights {meta['base_hash'][:12]}…, but the "
+            f"{meta['model_type']} checkpoint found has {base_hash[:12]}…; pass the original "
+            "file with --checkpoint"
+        )
+    model = ShipSam(sam, meta["base_hash"], bool(meta.get("train_encoder")))
+    try:
+        model.load_changed_state(state)
+    except KeyError as exc:
+        raise CheckpointError(
+            f"{model_path}: weights do not fit {meta['model_type']}: {exc}"
+        ) from exc
+    return model.to(device).eval(), meta
+
+
+class ChipPredictor:
+    """Runs a `ShipSam` on chips: one encoder pass per chip, many prompts per embedding."""
+
+    def __init__(self, model: ShipSam, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.autocast = device.type == "cuda"
+
+    @torch.no_grad()
+    def embed(self, images: NDArray[np.uint8]) -> torch.Tensor:
+        """(B, 3, S, S) uint8 chips -> (B, C, E, E) embeddings on the device."""
+        pixels = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return encode_images(self.model.sam, pixels).float()
+
+    @torch.no_grad()
+    def propose(
+        self, embeddings: torch.Tensor, threshold: float
+    ) -> list[tuple[NDArray[np.float32], NDArray[np.float32]]]:
+        """Ship boxes (K, 4) XYXY chip pixels and centre scores (K,) per chip, from the prompter."""
+        outputs = self.model.prompter(embeddings)
+        return decode_boxes(outputs, self.model.stride, self.model.chip_size, threshold)
+
+    @torch.no_grad()
+    def masks(
+        self,
+        embedding: torch.Tensor,
+        boxes: NDArray[np.float32] | None = None,
+        points: NDArray[np.float32] | None = None,
+    ) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
+        """Masks (P, S, S) bool and predicted IoU (P,) for box or point prompts on one chip."""
+        prompts = boxes if boxes is not None else points
+        size = self.model.chip_size
+        if prompts is None or len(prompts) == 0:
+            return np.zeros((0, size, size), bool), np.zeros(0, np.float32)
+        out_masks, out_iou = [], []
+        for start in range(0, len(prompts), PROMPT_BATCH):
+            chunk = torch.from_numpy(np.asarray(prompts[start : start + PROMPT_BATCH])).float()
+            kind = "boxes" if boxes is not None else "points"
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                logits, iou = decode(self.model.sam, embedding, **{kind: chunk.to(self.device)})
+            out_masks.append((logits.float() > 0).cpu().numpy())
+            out_iou.append(iou.float().clamp(0, 1).cpu().numpy())
+        return np.concatenate(out_masks), np.concatenate(out_iou).astype(np.float32)
