@@ -56,3 +56,7 @@ class CheckpointError(GeosamError, ValueError):
 
 class DownloadError(GeosamError, OSError):
     """Official weights could not be downloaded or failed their checksum."""
+
+
+class OutputFormatError(GeosamError, ValueError):
+    """An output's extension names no supported format, or the format cannot hold the data."""
