@@ -59,6 +59,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
+    from geosam.cli.detect import detect_cmd
     from geosam.cli.evaluate import evaluate_cmd
     from geosam.cli.finetune import finetune_cmd
     from geosam.cli.tile import tile
@@ -66,6 +67,7 @@ def _register() -> None:
 
     cli.add_command(tile)
     cli.add_command(finetune_cmd, name="finetune")
+    cli.add_command(detect_cmd, name="detect")
     cli.add_command(weights)
     cli.add_command(evaluate_cmd, name="evaluate")
 

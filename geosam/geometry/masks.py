@@ -19,6 +19,8 @@ def suppress_duplicates(
         scores: (P,) higher is better.
         max_iou: IoU above which two masks are the same ship.
     """
+    if len(masks) == 0:
+        return []
     order = np.argsort(-np.asarray(scores), kind="stable")
     flat = masks.reshape(len(masks), -1)
     areas = flat.sum(1)

@@ -1,0 +1,170 @@
+"""`geosam detect SCENE... --model RUN_DIR/model.pt -o SHIPS.gpkg`: ships as polygons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from geosam.cli.options import overwrite_opt
+from geosam.cli.progress import ProgressBar
+from geosam.io.bands import parse_bands
+from geosam.pipelines.detect import DetectSettings, detect
+
+
+@click.command()
+@click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="model.pt written by `geosam finetune`.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output: .gpkg (one layer per scene, styled for QGIS), .geojson or .fgb.",
+)
+@click.option(
+    "--prompts",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Vector layer of boxes (polygons) or points, e.g. another detector or AIS "
+    "positions: one ship per prompt, instead of the learned prompter.",
+)
+@click.option("--prompts-layer", default=None, help="Layer of --prompts.")
+@click.option(
+    "--point-grid",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Prompt with an N x N point grid per chip instead of the learned prompter.",
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    default=0.3,
+    show_default=True,
+    help="Keep ships scoring at least this (prompter centre score x predicted IoU).",
+)
+@click.option(
+    "--prompter-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.3,
+    show_default=True,
+    help="Minimum centre score of a proposed ship.",
+)
+@click.option(
+    "--simplify",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="TOLERANCE",
+    help="Simplify polygons (scene CRS units).",
+)
+@click.option(
+    "--overlap",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Override the chip overlap recorded in the model.",
+)
+@click.option("--bands", default=None, metavar="R,G,B", help="Override the recorded bands.")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Base SAM checkpoint, if not where training found it.",
+)
+@click.option(
+    "--mask-raster",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the ship mask as a Cloud-Optimized GeoTIFF.",
+)
+@click.option(
+    "--preview",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a PNG of the ships drawn over the scene.",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@overwrite_opt
+@click.pass_context
+def detect_cmd(
+    ctx: click.Context,
+    /,
+    scenes: tuple[Path, ...],
+    model_path: str,
+    output: Path,
+    prompts: Path | None,
+    prompts_layer: str | None,
+    point_grid: int | None,
+    min_score: float,
+    prompter_threshold: float,
+    simplify: float | None,
+    overlap: int | None,
+    bands: str | None,
+    checkpoint: str | None,
+    mask_raster: Path | None,
+    preview: Path | None,
+    device: str,
+    overwrite: bool,
+) -> None:
+    """Find ships on SCENES with a fine-tuned model; write one polygon per ship.
+
+    Chip size, bands and stretch come from the model, so no flag is needed that training
+    already decided. Ships seen by several overlapping chips become one feature. Attributes:
+    id, score, area_m2, length_m, width_m, heading_deg, lon, lat, scene, model.
+
+    \b
+    Examples:
+      geosam detect new.tif --model run/model.pt -o ships.gpkg
+      geosam detect a.tif b.tif --model run/model.pt -o ships.gpkg --preview ships.png
+      geosam detect new.tif --model run/model.pt -o ships.gpkg --prompts ais.gpkg
+    """
+    quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    overrides: dict[str, Any] = {}
+    if overlap is not None:
+        overrides["overlap"] = overlap
+    if bands:
+        overrides["bands"] = parse_bands(bands)
+    settings = DetectSettings(
+        prompter_threshold=prompter_threshold,
+        min_score=min_score,
+        point_grid=point_grid,
+        simplify=simplify,
+        device=device,
+    )
+    bars: dict[str, ProgressBar] = {}
+
+    def progress(scene: str, done: int, total: int) -> None:
+        bar = bars.setdefault(scene, ProgressBar(f"detecting {scene}", "chip", quiet))
+        bar(done, total)
+
+    try:
+        layers = detect(
+            list(scenes),
+            model_path,
+            output,
+            settings,
+            overrides,
+            prompts,
+            prompts_layer,
+            checkpoint,
+            mask_raster,
+            preview,
+            overwrite,
+            progress,
+        )
+    finally:
+        for bar in bars.values():
+            bar.__exit__(None, None, None)
+    if not quiet:
+        for name, frame in layers.items():
+            click.echo(f"{name}: {len(frame)} ships")
+        click.echo(f"written to {output}")

@@ -1,0 +1,131 @@
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+import shapely
+from affine import Affine
+from click.testing import CliRunner
+from pyproj import Geod
+
+from geosam.cli.main import cli
+from geosam.geometry.grid import chip_grid
+from geosam.geometry.stitch import masks_to_detections, stitch
+from geosam.io.ship_attributes import ship_attributes
+from geosam.pipelines.detect import DetectSettings, detect
+from geosam.pipelines.finetune import FinetuneSettings, finetune
+from geosam.pipelines.training_data import TrainingPair
+
+GEOD = Geod(ellps="WGS84")
+
+
+@pytest.fixture(scope="module")
+def trained_model(harbour, tmp_path_factory):
+    """A model after one quick epoch: enough to exercise detection, not to find ships."""
+    run = tmp_path_factory.mktemp("run")
+    home = tmp_path_factory.mktemp("home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GEOSAM_HOME", str(home))
+    finetune(
+        [TrainingPair(*harbour)],
+        run / "r",
+        settings=FinetuneSettings(epochs=1, train_encoder=False, batch_chips=4),
+        overwrite=True,
+    )
+    mp.undo()
+    return run / "r" / "model.pt"
+
+
+# A 20 x 10 px ship mask at chip pixels cols 30-50, rows 40-50, on scenes in three CRSs.
+SCENES = {
+    "EPSG:32633": Affine(2.0, 0, 500000.0, 0, -2.0, 4430000.0),
+    "EPSG:3857": Affine(2.0, 0, 1669792.0, 0, -2.0, 4865942.0),
+    "EPSG:4326": Affine(2e-5, 0, 15.0, 0, -2e-5, 40.0),
+}
+
+
+@pytest.mark.parametrize("crs", sorted(SCENES))
+def test_known_mask_lands_on_its_coordinates_with_true_area(crs):
+    transform = SCENES[crs]
+    chip = chip_grid(256, 256, transform, 128, 16)[0]
+    mask = np.zeros((1, 128, 128), bool)
+    mask[0, 40:50, 30:50] = True
+    geoms, _ = stitch(masks_to_detections(mask, np.array([0.9]), chip, 256, 256))
+    assert len(geoms) == 1
+    x0, y0 = transform @ (30, 50)
+    x1, y1 = transform @ (50, 40)
+    assert geoms[0].equals_exact(shapely.box(x0, y0, x1, y1).normalize(), 1e-9) or (
+        shapely.symmetric_difference(geoms[0], shapely.box(x0, y0, x1, y1)).area
+        < 1e-9 * geoms[0].area
+    )
+    frame = gpd.GeoSeries(geoms, crs=crs)
+    attrs = ship_attributes(frame)
+    lonlat = frame.to_crs("EPSG:4326").iloc[0]
+    expected = abs(GEOD.geometry_area_perimeter(shapely.segmentize(lonlat, 1e-5))[0])
+    assert attrs["area_m2"].iloc[0] == pytest.approx(expected, rel=0.005)
+    if crs == "EPSG:32633":  # 40 x 20 m on the UTM grid, scale factor ~0.9996 near the CM
+        assert attrs["area_m2"].iloc[0] == pytest.approx(800, rel=0.01)
+        assert attrs["length_m"].iloc[0] == pytest.approx(40, rel=0.01)
+        assert attrs["heading_deg"].iloc[0] == pytest.approx(90, abs=1)
+
+
+def test_detect_with_prompt_layer_writes_a_valid_styled_layer(harbour, trained_model, tmp_path):
+    scene, ships = harbour
+    out = tmp_path / "ships.gpkg"
+    layers = detect(
+        [scene],
+        trained_model,
+        out,
+        DetectSettings(),
+        prompts=ships,
+        preview=tmp_path / "p.png",
+        mask_raster=tmp_path / "m.tif",
+    )
+    assert list(layers) == ["harbour"]
+    frame = gpd.read_file(out, layer="harbour")
+    with rasterio.open(scene) as src:
+        assert frame.crs == src.crs
+    for column in (
+        "id",
+        "score",
+        "area_m2",
+        "length_m",
+        "width_m",
+        "heading_deg",
+        "lon",
+        "lat",
+        "scene",
+        "model",
+    ):
+        assert column in frame.columns
+    assert len(frame) <= len(gpd.read_file(ships))
+    assert (tmp_path / "p.png").stat().st_size > 0
+    with rasterio.open(tmp_path / "m.tif") as mask, rasterio.open(scene) as src:
+        assert mask.transform == src.transform and mask.crs == src.crs
+    assert "layer_styles" in [name for name, _ in pyogrio.list_layers(out)]
+
+
+def test_scene_without_ships_gives_an_empty_layer(make_scene, trained_model, tmp_path):
+    scene = make_scene(width=300, height=300, name="open_sea.tif")
+    out = tmp_path / "none.gpkg"
+    detect([scene], trained_model, out, DetectSettings(min_score=1.0))
+    frame = gpd.read_file(out, layer="open_sea")
+    assert len(frame) == 0 and frame.crs is not None
+
+
+def test_cli_detect_refuses_existing_output_and_bad_model(harbour, trained_model, tmp_path):
+    scene, _ = harbour
+    out = tmp_path / "ships.gpkg"
+    out.write_text("keep")
+    runner = CliRunner()
+    again = runner.invoke(
+        cli, ["detect", str(scene), "--model", str(trained_model), "-o", str(out)]
+    )
+    assert again.exit_code == 1 and "--overwrite" in again.output and out.read_text() == "keep"
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    broken = runner.invoke(
+        cli, ["detect", str(scene), "--model", str(bad), "-o", str(tmp_path / "x.gpkg")]
+    )
+    assert broken.exit_code == 1 and "bad.pt" in broken.output
+    assert "Traceback" not in broken.output
