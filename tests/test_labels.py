@@ -276,3 +276,18 @@ def test_missing_or_unreadable_labels_are_refused(tmp_path):
     (tmp_path / "notes.gpkg").write_text("not vectors\n")
     with pytest.raises(LabelsError, match="not a vector file"):
         read_footprints(tmp_path / "notes.gpkg", UTM33)
+
+
+def test_a_detect_output_reads_back_as_footprints_without_naming_the_layer(tmp_path):
+    """A styled GeoPackage holds a layer_styles table; it is not a second footprint layer."""
+    import geopandas as gpd
+    import shapely
+
+    from geosam.io.footprints import read_footprints
+    from geosam.io.ship_layers import write_ship_layers
+
+    ships = gpd.GeoDataFrame({"id": [1]}, geometry=[shapely.box(0, 0, 10, 5)], crs="EPSG:32633")
+    path = tmp_path / "ships.gpkg"
+    write_ship_layers(path, {"anything": ships})
+    frame, report = read_footprints(path, "EPSG:32633")
+    assert report.layer == "anything" and len(frame) == 1

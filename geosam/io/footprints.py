@@ -43,7 +43,8 @@ class FootprintReport:
 def pick_layer(path: Path, layer: str | None, prefer: str | None) -> str:
     """The layer to read: `layer`, else the only one, else the one named `prefer`."""
     try:
-        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        # Tables without geometry (a GeoPackage's layer_styles) are not footprint layers.
+        layers = [str(name) for name, kind in pyogrio.list_layers(path) if kind is not None]
     except pyogrio.errors.DataSourceError as exc:
         raise LabelsError(
             f"{path}: not a vector file OGR can read; give a GeoPackage, GeoJSON or Shapefile"

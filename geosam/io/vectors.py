@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -20,6 +19,3 @@ def write_layers(path: str | os.PathLike[str], layers: dict[str, gpd.GeoDataFram
     with atomic_path(final) as tmp:
         for name, frame in layers.items():
             frame.to_file(tmp, layer=name, engine="pyogrio", SPATIAL_INDEX="YES")
-        # GDAL may leave journal files beside a GeoPackage; none should outlive the rename.
-        for extra in tmp.parent.glob(tmp.name + "-*"):
-            shutil.rmtree(extra, ignore_errors=True) if extra.is_dir() else extra.unlink()
