@@ -94,8 +94,10 @@ class Trainer:
         settings: FinetuneSettings,
         prompts: PromptSettings,
         run_dir: Path,
+        pairs: list[TrainingPair] | None = None,
     ) -> None:
         self.settings, self.prompts, self.run_dir = settings, prompts, run_dir
+        self.pairs = list(pairs or [])
         self.chip_settings = chip_settings
         self.device = pick_device(settings.device)
         torch.manual_seed(settings.seed)
@@ -360,8 +362,7 @@ def finetune(
         resolved[0] if len(resolved) == 1 else replace(resolved[0], stretch=chip_settings.stretch)
     )
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(chips, recorded, settings, prompts, out)
-    trainer.pairs = [asdict(p) for p in pairs]  # type: ignore[attr-defined]
+    trainer = Trainer(chips, recorded, settings, prompts, out, pairs)
     return _run(trainer, report)
 
 
@@ -383,8 +384,7 @@ def resume_finetune(
     settings = FinetuneSettings(**config["finetune_settings"])
     prompts = PromptSettings(**config["prompt_settings"])
     chips, _ = load_training_chips(pairs, chip_settings)
-    trainer = Trainer(chips, chip_settings, settings, prompts, out)
-    trainer.pairs = config["pairs"]  # type: ignore[attr-defined]
+    trainer = Trainer(chips, chip_settings, settings, prompts, out, pairs)
     trainer.load_resume_state(state["trainer"])
     log.info("resuming %s after epoch %d of %d", out, trainer.epoch, settings.epochs)
     return _run(trainer, report)
@@ -459,7 +459,10 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
 
 def _save_resume(trainer: Trainer) -> None:
     config = {
-        "pairs": trainer.pairs,  # type: ignore[attr-defined]
+        "pairs": [
+            {"scene": str(p.scene), "labels": str(p.labels), "layer": p.layer}
+            for p in trainer.pairs
+        ],
         "chip_settings": trainer.chip_settings.to_dict(),
         "finetune_settings": asdict(trainer.settings),
         "prompt_settings": trainer.prompts.to_dict(),
