@@ -291,3 +291,19 @@ def test_a_detect_output_reads_back_as_footprints_without_naming_the_layer(tmp_p
     write_ship_layers(path, {"anything": ships})
     frame, report = read_footprints(path, "EPSG:32633")
     assert report.layer == "anything" and len(frame) == 1
+
+
+def test_text_ids_fall_back_to_row_numbers(make_layer, tmp_path):
+    import geopandas as gpd
+    import shapely
+
+    from geosam.io.footprints import read_footprints
+
+    path = tmp_path / "named.gpkg"
+    gpd.GeoDataFrame(
+        {"id": ["a", "b"]},
+        geometry=[shapely.box(0, 0, 1, 1), shapely.box(2, 2, 3, 3)],
+        crs="EPSG:32633",
+    ).to_file(path, engine="pyogrio")
+    frame, _ = read_footprints(path, "EPSG:32633")
+    assert list(frame["ship_id"]) == [0, 1]

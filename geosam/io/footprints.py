@@ -98,8 +98,7 @@ def read_footprints(
             f"{p}: layer {name!r} has no CRS; set it (QGIS: Layer > Set CRS, or "
             "geopandas set_crs) to the CRS the footprints were drawn in"
         )
-    ids = gdf["id"] if "id" in gdf.columns else range(len(gdf))
-    gdf = gpd.GeoDataFrame({"ship_id": list(ids)}, geometry=gdf.geometry.values, crs=gdf.crs)
+    gdf = gpd.GeoDataFrame({"ship_id": ship_ids(gdf, p)}, geometry=gdf.geometry.values, crs=gdf.crs)
 
     empty = gdf.geometry.isna() | gdf.geometry.is_empty
     report.empty = int(empty.sum())
@@ -136,3 +135,16 @@ def read_footprints(
         )
         gdf = gdf.to_crs(target)
     return gdf.reset_index(drop=True), report
+
+
+def ship_ids(frame: gpd.GeoDataFrame, path: Path) -> list[int]:
+    """Integer ids from an ``id`` column, else (missing or not integers) the row numbers."""
+    if "id" in frame.columns:
+        try:
+            values = [int(v) for v in frame["id"]]
+            if len(set(values)) == len(values):
+                return values
+        except (TypeError, ValueError):
+            pass
+        log.warning("%s: column 'id' is not unique integers; numbering ships by row", path.name)
+    return list(range(len(frame)))
