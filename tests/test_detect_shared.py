@@ -1,0 +1,54 @@
+"""End to end on the real Sentinel-2 scenes: train on one port, detect and score on another."""
+
+import geopandas as gpd
+import pytest
+import rasterio
+from conftest import SHIPS_DEV, shared_path
+
+from geosam.pipelines.detect import DetectSettings, detect
+from geosam.pipelines.evaluate import evaluate
+from geosam.pipelines.finetune import FinetuneSettings, finetune
+from geosam.pipelines.training_data import TrainingPair
+
+
+@pytest.fixture(scope="module")
+def gdynia_model(tmp_path_factory):
+    shared_path(SHIPS_DEV / "s2_gdynia.tif")
+    run = tmp_path_factory.mktemp("run") / "r"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GEOSAM_HOME", str(tmp_path_factory.mktemp("home")))
+    finetune(
+        [TrainingPair(SHIPS_DEV / "s2_gdynia.tif", SHIPS_DEV / "ships.gpkg", "s2_gdynia")],
+        run,
+        settings=FinetuneSettings(epochs=1, train_encoder=False),
+    )
+    mp.undo()
+    return run / "model.pt"
+
+
+@pytest.mark.parametrize("use_prompts", [False, True], ids=["prompt-free", "prompts"])
+def test_detect_on_an_unseen_port_gives_a_valid_layer_in_its_crs(
+    gdynia_model, tmp_path, use_prompts
+):
+    scene = shared_path(SHIPS_DEV / "s2_casablanca.tif")  # EPSG:3857, not seen in training
+    out = tmp_path / "ships.gpkg"
+    prompts = SHIPS_DEV / "ships.gpkg" if use_prompts else None
+    detect(
+        [scene],
+        gdynia_model,
+        out,
+        DetectSettings(),
+        prompts=prompts,
+        prompts_layer="s2_casablanca" if use_prompts else None,
+    )
+    frame = gpd.read_file(out, layer="s2_casablanca")
+    with rasterio.open(scene) as src:
+        assert frame.crs == src.crs
+    assert frame.geometry.is_valid.all()
+    if use_prompts:
+        assert 0 < len(frame) <= 15  # at most one ship per reference footprint
+    report = evaluate(
+        out, SHIPS_DEV / "ships.gpkg", pred_layer="s2_casablanca", truth_layer="s2_casablanca"
+    )
+    scores = report.overall
+    assert scores.tp + scores.fn == 15 and scores.tp + scores.fp == len(frame)
