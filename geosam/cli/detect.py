@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from geosam.cli.options import overwrite_opt
+from geosam.cli.options import device_opt, overwrite_opt
 from geosam.cli.progress import ProgressBar
 from geosam.io.bands import parse_bands
 from geosam.pipelines.detect import DetectSettings, detect
@@ -90,9 +90,7 @@ from geosam.pipelines.detect import DetectSettings, detect
     default=None,
     help="Also write a PNG of the ships drawn over the scene.",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@device_opt
 @overwrite_opt
 @click.pass_context
 def detect_cmd(

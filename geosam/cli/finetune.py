@@ -9,7 +9,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from geosam.cli.options import overwrite_opt, seed_opt
+from geosam.cli.options import device_opt, overwrite_opt, seed_opt
 from geosam.data.prompts import PromptSettings
 from geosam.data.settings import ChipSettings
 from geosam.io.bands import parse_bands
@@ -116,13 +116,7 @@ from geosam.pipelines.training_data import TrainingPair, read_manifest
     metavar="METRES",
     help="Resample scenes on read to this ground sample distance.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="auto uses a CUDA GPU when there is one (with bf16 autocast), else the CPU.",
-)
+@device_opt
 @click.option("--no-cache", is_flag=True, help="Do not keep image embeddings on disk.")
 @seed_opt
 @overwrite_opt

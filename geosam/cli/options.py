@@ -16,6 +16,14 @@ overwrite_opt = click.option(
     "--overwrite", is_flag=True, help="Replace existing outputs (refused by default)."
 )
 
+device_opt = click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto uses a CUDA GPU when there is one (with bf16 autocast), else the CPU.",
+)
+
 seed_opt = click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for reproducible results."
 )
