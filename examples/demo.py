@@ -63,7 +63,7 @@ def main() -> None:
     print(f"tiled: {tiles.chips_written} chips, {tiles.ships} ship labels -> {OUT / 'tiles'}")
 
     settings = FinetuneSettings(
-        model_type=model_type, epochs=40, patience=40, lr=1e-3, warmup_steps=10, seed=0
+        model_type=model_type, epochs=60, patience=60, lr=1e-3, warmup_steps=10, seed=0
     )
     metrics = finetune(
         [TrainingPair(train_scene, train_ships)], OUT / "run", settings=settings, overwrite=True
