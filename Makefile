@@ -13,7 +13,7 @@ TORCH_PIN ?= torch==2.13.0 torchvision==0.28.0
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,6 @@ test: lint
 
 demo: install
 	$(BIN)/python examples/demo.py
-
-bench: install
-	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
