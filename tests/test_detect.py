@@ -129,3 +129,15 @@ def test_cli_detect_refuses_existing_output_and_bad_model(harbour, trained_model
     )
     assert broken.exit_code == 1 and "bad.pt" in broken.output
     assert "Traceback" not in broken.output
+
+
+def test_simplify_reduces_vertices_and_keeps_ships_in_place(harbour, trained_model, tmp_path):
+    scene, ships = harbour
+    plain = detect([scene], trained_model, tmp_path / "a.gpkg", prompts=ships)["harbour"]
+    simple = detect(
+        [scene], trained_model, tmp_path / "b.gpkg", DetectSettings(simplify=1.0), prompts=ships
+    )["harbour"]
+    assert len(plain) == len(simple) > 0
+    count = lambda frame: shapely.get_num_coordinates(frame.geometry.values).sum()  # noqa: E731
+    assert count(simple) < count(plain)
+    assert (plain.geometry.centroid.distance(simple.geometry.centroid) < 2.0).all()
