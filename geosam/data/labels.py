@@ -83,10 +83,6 @@ class ChipLabeler:
         self.outside_scene = len(self.geometries) - len(inside)
         self.dropped_slivers = 0
 
-    def ids_intersecting(self, bounds: tuple[float, float, float, float]) -> NDArray[np.intp]:
-        """Indices of footprints intersecting a (left, bottom, right, top) box."""
-        return np.sort(self.tree.query(shapely.box(*bounds), predicate="intersects"))
-
     def labels(self, chip: Chip) -> ChipLabels:
         """Boxes and masks of the ships on `chip`."""
         area = shapely.intersection(shapely.box(*chip.bounds), self.scene_box)

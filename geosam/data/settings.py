@@ -6,7 +6,7 @@ the tile metadata and into the model checkpoint, from which `detect` takes them 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from geosam.data.labels import DEFAULT_MIN_VISIBLE
@@ -40,11 +40,6 @@ class ChipSettings:
 
     def __post_init__(self) -> None:
         check_grid(self.size, self.overlap)
-
-    def with_stretch(self, stretch: Stretch | None) -> ChipSettings:
-        """A copy with `stretch` recorded (and its bands)."""
-        bands = stretch.bands if stretch is not None else self.bands
-        return replace(self, stretch=stretch, bands=bands)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

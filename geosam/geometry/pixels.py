@@ -18,11 +18,6 @@ def geometry_to_pixels(geom: shapely.Geometry, transform: Affine) -> shapely.Geo
     return shapely.transform(geom, lambda xy: np.column_stack(inverse @ (xy[:, 0], xy[:, 1])))
 
 
-def pixels_to_geometry(geom: shapely.Geometry, transform: Affine) -> shapely.Geometry:
-    """Inverse of `geometry_to_pixels`: pixel (col, row) coordinates to CRS coordinates."""
-    return shapely.transform(geom, lambda xy: np.column_stack(transform @ (xy[:, 0], xy[:, 1])))
-
-
 def pixel_box(geom: shapely.Geometry, transform: Affine, size: int) -> NDArray[np.float32]:
     """XYXY box (float32, chip pixels) of a scene-CRS geometry, clipped to [0, size]."""
     col0, row0, col1, row1 = shapely.bounds(geometry_to_pixels(geom, transform))

@@ -35,9 +35,3 @@ def write_chip(
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     with atomic_path(path) as tmp, rasterio.open(Path(tmp), "w", **profile) as dst:
         dst.write(image)
-
-
-def read_chip(path: str | os.PathLike[str]) -> tuple[NDArray[np.uint8], Affine, CRS]:
-    """Read a chip GeoTIFF back: (3, H, W) uint8, transform, CRS."""
-    with rasterio.open(path) as src:
-        return src.read(), src.transform, src.crs

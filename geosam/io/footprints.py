@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -37,7 +37,6 @@ class FootprintReport:
     reprojected_from: str | None = None
     outside_scene: int = 0
     dropped_slivers: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def pick_layer(path: Path, layer: str | None, prefer: str | None) -> str:

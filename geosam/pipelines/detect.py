@@ -18,7 +18,6 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import shapely
 
 from geosam.data.samples import ChipSample, SceneChips
 from geosam.data.settings import ChipSettings
@@ -27,12 +26,11 @@ from geosam.geometry.stitch import Detection, masks_to_detections, stitch
 from geosam.io.atomic import refuse_existing
 from geosam.io.preview import write_mask_raster, write_preview
 from geosam.io.prompt_layer import PromptLayer
-from geosam.io.reader import SceneReader
 from geosam.io.scene import SceneGrid
 from geosam.io.ship_attributes import ship_attributes
 from geosam.io.ship_layers import write_ship_layers
+from geosam.model.device import pick_device
 from geosam.model.predict import ChipPredictor, load_detector
-from geosam.pipelines.finetune import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -87,40 +85,38 @@ def chip_prompts(
 
 
 def detect_scene(
-    scene: str | os.PathLike[str],
+    chips: SceneChips,
     predictor: ChipPredictor,
-    chip_settings: ChipSettings,
     settings: DetectSettings,
     prompt_layer_path: str | os.PathLike[str] | None = None,
     prompt_layer_name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[gpd.GeoDataFrame, SceneGrid]:
-    """Ship polygons of one scene in its CRS, with a score each (before attributes)."""
+) -> gpd.GeoDataFrame:
+    """Ship polygons of one open scene in its CRS, with a score each (before attributes)."""
     detections: list[Detection] = []
-    with SceneChips(scene, settings=chip_settings) as chips:
-        grid = chips.reader.grid
-        prompts = (
-            PromptLayer(prompt_layer_path, grid.crs, prompt_layer_name, chips.scene_name)
-            if prompt_layer_path is not None
-            else None
-        )
-        todo = chips.chips
-        for start in range(0, len(todo), settings.batch_chips):
-            samples = [chips.sample(c) for c in todo[start : start + settings.batch_chips]]
-            samples = [s for s in samples if s.valid.any()]
-            if samples:
-                embeddings = predictor.embed(np.stack([s.image for s in samples]))
-                for j, sample in enumerate(samples):
-                    detections += _chip_detections(
-                        sample, grid, predictor, embeddings[j : j + 1], settings, prompts
-                    )
-            if progress is not None:
-                progress(min(start + settings.batch_chips, len(todo)), len(todo))
+    grid = chips.reader.grid
+    prompts = (
+        PromptLayer(prompt_layer_path, grid.crs, prompt_layer_name, chips.scene_name)
+        if prompt_layer_path is not None
+        else None
+    )
+    todo = chips.chips
+    for start in range(0, len(todo), settings.batch_chips):
+        samples = [chips.sample(c) for c in todo[start : start + settings.batch_chips]]
+        samples = [s for s in samples if s.valid.any()]
+        if samples:
+            embeddings = predictor.embed(np.stack([s.image for s in samples]))
+            for j, sample in enumerate(samples):
+                detections += _chip_detections(
+                    sample, grid, predictor, embeddings[j : j + 1], settings, prompts
+                )
+        if progress is not None:
+            progress(min(start + settings.batch_chips, len(todo)), len(todo))
     geoms, scores = stitch(detections)
     frame = gpd.GeoDataFrame({"score": np.round(scores, 4)}, geometry=geoms, crs=grid.crs)
     if settings.simplify:
         frame.geometry = frame.geometry.simplify(settings.simplify, preserve_topology=True)
-    return frame, grid
+    return frame
 
 
 def _chip_detections(
@@ -182,26 +178,17 @@ def detect(
             if progress is not None:
                 progress(name, done, total)
 
-        frame, _ = detect_scene(
-            scene, predictor, chip_settings, settings, prompts, prompts_layer, report
-        )
-        layers[name] = _with_attributes(frame, name, Path(model_path))
-        log.info("%s: %d ships", name, len(frame))
-        if mask_raster or preview:
-            with SceneReader(
-                scene,
-                chip_settings.bands,
-                chip_settings.nodata,
-                chip_settings.gsd,
-                chip_settings.stretch,
-                chip_settings.percentiles,
-            ) as reader:
-                if mask_raster:
-                    write_mask_raster(
-                        per_scene_path(mask_raster, name, len(scenes)), reader, layers[name]
-                    )
-                if preview:
-                    write_preview(per_scene_path(preview, name, len(scenes)), reader, layers[name])
+        # One open scene serves detection, the mask raster and the preview (one stretch).
+        with SceneChips(scene, settings=chip_settings) as chips:
+            frame = detect_scene(chips, predictor, settings, prompts, prompts_layer, report)
+            layers[name] = _with_attributes(frame, name, Path(model_path))
+            log.info("%s: %d ships", name, len(frame))
+            if mask_raster:
+                path = per_scene_path(mask_raster, name, len(scenes))
+                write_mask_raster(path, chips.reader, layers[name])
+            if preview:
+                path = per_scene_path(preview, name, len(scenes))
+                write_preview(path, chips.reader, layers[name])
     write_ship_layers(output, layers, overwrite=overwrite)
     return layers
 
@@ -224,11 +211,5 @@ def _with_attributes(frame: gpd.GeoDataFrame, scene: str, model: Path) -> gpd.Ge
         },
         geometry=frame.geometry.to_numpy(),
         crs=frame.crs,
-    )
-    # One polygon type per layer, as GIS formats expect.
-    result.geometry = (
-        [shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g for g in result.geometry]
-        if len(result)
-        else result.geometry
     )
     return result

@@ -25,10 +25,11 @@ from geosam import __version__
 from geosam.data.prompts import PromptSettings, sample_prompts
 from geosam.data.settings import ChipSettings
 from geosam.data.split import SplitChip, spatial_split
-from geosam.errors import CheckpointError, DeviceError
+from geosam.errors import CheckpointError
 from geosam.io.atomic import atomic_path, refuse_existing
 from geosam.model.checkpoints import RANDOM_INIT, cache_dir, load_sam
 from geosam.model.decoder import decode
+from geosam.model.device import pick_device
 from geosam.model.embeddings import EmbeddingCache, encode_images
 from geosam.model.losses import balanced_focal_loss, dice_loss, mask_iou
 from geosam.model.model_file import save_model_file
@@ -73,17 +74,6 @@ class EpochEvent:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def pick_device(name: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU; `cuda` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise DeviceError(f"--device {name!r}: choose auto, cpu or cuda")
-    return torch.device(name)
-
-
 class Trainer:
     """One fine-tuning run: data, model, optimiser, schedule and their exact resumable state."""
 
@@ -104,7 +94,6 @@ class Trainer:
         random.seed(settings.seed)
         self.rng = np.random.default_rng(settings.seed)
         self.shuffle = torch.Generator().manual_seed(settings.seed)
-        spec = get_spec(settings.model_type)
         sam, base_hash = load_sam(
             settings.model_type, settings.checkpoint and Path(settings.checkpoint)
         )
@@ -112,7 +101,6 @@ class Trainer:
         if train_encoder is None:
             train_encoder = base_hash == RANDOM_INIT
         self.model = ShipSam(sam, base_hash, train_encoder).to(self.device)
-        self.spec = spec
         self.chips = chips
         split = [SplitChip(c.scene, c.chip, len(c.boxes)) for c in chips]
         self.train_idx, self.val_idx, fell_back = spatial_split(split, settings.val_fraction)
@@ -127,6 +115,7 @@ class Trainer:
             cache_dir().parent / "embeddings" if settings.cache else None,
             self.device,
         )
+        self._frozen: torch.Tensor | None = None
         self.steps_per_epoch = max(1, math.ceil(len(self.train_idx) / settings.batch_chips))
         total = self.steps_per_epoch * settings.epochs
         self.optimizer = torch.optim.AdamW(
@@ -151,9 +140,11 @@ class Trainer:
     # --- embeddings -----------------------------------------------------------------------
     def embeddings(self, indices: list[int], grad: bool) -> torch.Tensor:
         """Embeddings of chips: from the cache with a frozen encoder, else by the encoder."""
-        images = [self.chips[i].image for i in indices]
         if not self.model.train_encoder:
-            return self.cache.get(images).to(self.device)
+            if self._frozen is None:  # once per run: no per-step hashing or cache lookups
+                self._frozen = self.cache.get([c.image for c in self.chips])
+            return self._frozen[indices].to(self.device)
+        images = [self.chips[i].image for i in indices]
         pixels = torch.from_numpy(np.stack(images)).to(self.device)
         with torch.set_grad_enabled(grad):
             self.cache.encoder_calls += 1
