@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -26,7 +26,7 @@ from geosam.data.labels import ChipLabeler, ChipLabels
 from geosam.data.settings import ChipSettings
 from geosam.geometry.grid import Chip
 from geosam.io.footprints import FootprintReport, read_footprints
-from geosam.io.reader import SceneReader
+from geosam.io.reader import ChipImage, SceneReader
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +110,23 @@ class SceneChips:
 
     def sample(self, chip: Chip) -> ChipSample:
         """Read one chip and label it."""
-        pixels = self.reader.read(chip)
-        labels = self.labeler.labels(chip) if self.labeler is not None else None
-        return ChipSample(self.scene_name, chip, pixels.image, pixels.valid, labels)
+        return self._labelled(self.reader.read(chip))
+
+    def samples(self, chips: Sequence[Chip] | None = None) -> Iterator[ChipSample]:
+        """Samples of `chips` (default: the whole grid) in order, read ahead in a thread."""
+        for pixels in self.reader.read_chips(self.chips if chips is None else chips):
+            yield self._labelled(pixels)
+
+    def _labelled(self, pixels: ChipImage) -> ChipSample:
+        labels = self.labeler.labels(pixels.chip) if self.labeler is not None else None
+        return ChipSample(self.scene_name, pixels.chip, pixels.image, pixels.valid, labels)
 
     def __iter__(self) -> Iterator[ChipSample]:
         """Samples of every chip that holds at least one valid pixel, row by row."""
-        for chip in self.chips:
-            sample = self.sample(chip)
+        for sample in self.samples():
             if not sample.valid.any():
-                log.debug("%s: skipped chip %s (no valid pixel)", self.scene_name, chip.chip_id)
+                chip_id = sample.chip.chip_id
+                log.debug("%s: skipped chip %s (no valid pixel)", self.scene_name, chip_id)
                 continue
             yield sample
 

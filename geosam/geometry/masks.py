@@ -1,6 +1,16 @@
-"""Chip masks: duplicate suppression, chip-edge contact, and polygons in the scene CRS."""
+"""Chip masks: cropping to their boxes, duplicate suppression, and polygons in the scene CRS.
+
+A ship covers a few hundred pixels of a 1024 px chip, so masks are handled as `MaskCrop`s
+(the mask cut to its bounding box) as soon as they leave the model: every later step costs
+what the ships cover, not P x the chip. Polygons for all masks of a chip come from one GDAL
+polygonize call over an *atlas*, an image where the crops sit side by side, each with its own
+label value; each polygon is then moved back to its crop's place and through the chip transform
+in one vectorised step.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -8,11 +18,60 @@ from affine import Affine
 from numpy.typing import NDArray
 from rasterio.features import shapes
 
+ATLAS_WIDTH = 2048
+
+
+@dataclass(frozen=True)
+class MaskCrop:
+    """One chip mask cut to its bounding box.
+
+    Attributes:
+        row: chip row of the crop's top-left pixel.
+        col: chip column of the crop's top-left pixel.
+        pixels: (h, w) bool; (0, 0) for an empty mask.
+    """
+
+    row: int
+    col: int
+    pixels: NDArray[np.bool_]
+
+    @property
+    def empty(self) -> bool:
+        """True when the mask has no pixel."""
+        return self.pixels.size == 0
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """(row0, col0, row1, col1), end exclusive, in chip pixels."""
+        h, w = self.pixels.shape
+        return self.row, self.col, self.row + h, self.col + w
+
+
+def crop_masks(masks: NDArray[np.bool_]) -> list[MaskCrop]:
+    """(P, H, W) bool masks to P tight crops (two vectorised passes over the stack)."""
+    rows = np.asarray(masks.any(axis=2))
+    cols = np.asarray(masks.any(axis=1))
+    found = np.asarray(rows.any(axis=1))
+    top = rows.argmax(axis=1)
+    bottom = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
+    left = cols.argmax(axis=1)
+    right = cols.shape[1] - cols[:, ::-1].argmax(axis=1)
+    crops = []
+    for k in range(len(masks)):
+        if not found[k]:
+            crops.append(MaskCrop(0, 0, np.zeros((0, 0), dtype=bool)))
+            continue
+        r0, r1, c0, c1 = int(top[k]), int(bottom[k]), int(left[k]), int(right[k])
+        crops.append(MaskCrop(r0, c0, masks[k, r0:r1, c0:c1]))
+    return crops
+
 
 def suppress_duplicates(
     masks: NDArray[np.bool_], scores: NDArray[np.floating], max_iou: float = 0.5
 ) -> list[int]:
     """Indices of masks to keep, best first; a mask with IoU > max_iou to a kept one is dropped.
+
+    Only pairs whose bounding boxes overlap are compared, on the overlap of their boxes.
 
     Args:
         masks: (P, H, W) bool.
@@ -21,43 +80,104 @@ def suppress_duplicates(
     """
     if len(masks) == 0:
         return []
+    crops = crop_masks(masks)
+    areas = [int(c.pixels.sum()) for c in crops]
     order = np.argsort(-np.asarray(scores), kind="stable")
-    flat = masks.reshape(len(masks), -1)
-    areas = flat.sum(1)
     kept: list[int] = []
     for i in order.tolist():
         if areas[i] == 0:
             continue
-        if kept:
-            inter = (flat[kept] & flat[i]).sum(1)
-            iou = inter / (areas[kept] + areas[i] - inter)
-            if (iou > max_iou).any():
-                continue
-        kept.append(i)
+        if not any(_iou(crops[i], crops[j], areas[i], areas[j]) > max_iou for j in kept):
+            kept.append(i)
     return kept
 
 
-def touches_interior_edge(mask: NDArray[np.bool_], interior: tuple[bool, bool, bool, bool]) -> bool:
-    """Whether a (H, W) mask reaches a chip edge that is not the scene border.
+def _iou(a: MaskCrop, b: MaskCrop, area_a: int, area_b: int) -> float:
+    a0, a1, a2, a3 = a.box
+    b0, b1, b2, b3 = b.box
+    r0, c0, r1, c1 = max(a0, b0), max(a1, b1), min(a2, b2), min(a3, b3)
+    if r0 >= r1 or c0 >= c1:
+        return 0.0
+    inter = int(
+        (
+            a.pixels[r0 - a0 : r1 - a0, c0 - a1 : c1 - a1]
+            & b.pixels[r0 - b0 : r1 - b0, c0 - b1 : c1 - b1]
+        ).sum()
+    )
+    return inter / (area_a + area_b - inter)
+
+
+def touches_interior_edge(
+    crop: MaskCrop, size: int, interior: tuple[bool, bool, bool, bool]
+) -> bool:
+    """Whether a mask reaches a chip edge that is not the scene border.
 
     Args:
-        mask: (H, W) bool.
+        crop: the mask, cut to its (tight) box.
+        size: chip side in pixels.
         interior: (top, bottom, left, right) edges that lie inside the scene.
     """
+    if crop.empty:
+        return False
+    r0, c0, r1, c1 = crop.box
     top, bottom, left, right = interior
-    return bool(
-        (top and mask[0].any())
-        or (bottom and mask[-1].any())
-        or (left and mask[:, 0].any())
-        or (right and mask[:, -1].any())
+    return (
+        (top and r0 == 0) or (bottom and r1 == size) or (left and c0 == 0) or (right and c1 == size)
     )
 
 
-def mask_to_polygon(mask: NDArray[np.bool_], transform: Affine) -> shapely.Geometry:
-    """The True pixels of a (H, W) mask as one (Multi)Polygon through the chip transform."""
-    parts = [
-        shapely.geometry.shape(geom)
-        for geom, value in shapes(mask.astype(np.uint8), mask=mask, transform=transform)
-        if value == 1
-    ]
-    return shapely.union_all(parts) if parts else shapely.Polygon()
+def masks_to_polygons(crops: list[MaskCrop], transform: Affine) -> list[shapely.Geometry]:
+    """Each crop's True pixels as one (Multi)Polygon through the chip transform.
+
+    Holes are kept; a mask of several 4-connected parts becomes a MultiPolygon; an empty crop
+    gives an empty Polygon.
+    """
+    out: list[shapely.Geometry] = [shapely.Polygon()] * len(crops)
+    filled = [k for k, c in enumerate(crops) if not c.empty]
+    if not filled:
+        return out
+    atlas, places = _atlas([crops[k] for k in filled])
+    parts, labels = [], []
+    for geom, value in shapes(atlas, mask=atlas > 0, connectivity=4):
+        parts.append(shapely.geometry.shape(geom))
+        labels.append(int(value) - 1)
+    part_geoms = np.array(parts, dtype=object)
+    label_of = np.array(labels)
+    # Atlas pixel -> chip pixel (shift by the crop's place) -> scene CRS (chip transform).
+    coords, index = shapely.get_coordinates(part_geoms, return_index=True)
+    shift = places[label_of[index]]
+    col = coords[:, 0] + shift[:, 0]
+    row = coords[:, 1] + shift[:, 1]
+    a, b, c, d, e, f = transform[:6]
+    part_geoms = shapely.set_coordinates(
+        part_geoms, np.column_stack([a * col + b * row + c, d * col + e * row + f])
+    )
+    order = np.argsort(label_of, kind="stable")
+    bounds = np.searchsorted(label_of[order], np.arange(len(filled) + 1))
+    for n, k in enumerate(filled):
+        members = part_geoms[order[bounds[n] : bounds[n + 1]]]
+        out[k] = members[0] if len(members) == 1 else shapely.multipolygons(members)
+    return out
+
+
+def _atlas(crops: list[MaskCrop]) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
+    """Crops packed in shelves into one label image (crop k has value k + 1).
+
+    Returns the atlas and, per crop, (col, row) to add to atlas pixels to get chip pixels.
+    """
+    width = max(ATLAS_WIDTH, max(c.pixels.shape[1] for c in crops))
+    spots = []
+    x = y = shelf = 0
+    for crop in crops:
+        h, w = crop.pixels.shape
+        if x + w > width:
+            x, y, shelf = 0, y + shelf, 0
+        spots.append((y, x))
+        x, shelf = x + w, max(shelf, h)
+    atlas = np.zeros((y + shelf, width), dtype=np.int32)
+    places = np.empty((len(crops), 2))
+    for k, (crop, (y0, x0)) in enumerate(zip(crops, spots, strict=True)):
+        h, w = crop.pixels.shape
+        atlas[y0 : y0 + h, x0 : x0 + w][crop.pixels] = k + 1
+        places[k] = (crop.col - x0, crop.row - y0)
+    return atlas, places

@@ -25,7 +25,7 @@ import shapely
 from numpy.typing import NDArray
 
 from geosam.geometry.grid import Chip
-from geosam.geometry.masks import mask_to_polygon, touches_interior_edge
+from geosam.geometry.masks import MaskCrop, crop_masks, masks_to_polygons, touches_interior_edge
 
 DEFAULT_MIN_OVERLAP = 0.3
 DEFAULT_PIECE_OVERLAP = 0.1
@@ -49,10 +49,17 @@ class Detection:
 def masks_to_detections(
     masks: np.ndarray, scores: np.ndarray, chip: Chip, width: int, height: int
 ) -> list[Detection]:
-    """Chip masks (P, S, S) to scene-CRS detections, flagging those cut by an interior edge.
+    """Chip masks (P, S, S) bool to scene-CRS detections; see `crops_to_detections`."""
+    return crops_to_detections(crop_masks(masks), scores, chip, width, height)
+
+
+def crops_to_detections(
+    crops: list[MaskCrop], scores: np.ndarray, chip: Chip, width: int, height: int
+) -> list[Detection]:
+    """Cropped chip masks to scene-CRS detections, flagging those cut by an interior edge.
 
     Args:
-        masks: (P, S, S) bool masks of one chip.
+        crops: P masks of one chip, each cut to its box.
         scores: (P,) their scores.
         chip: the chip.
         width: columns of the chipped grid (to tell interior edges from the scene border).
@@ -64,12 +71,12 @@ def masks_to_detections(
         chip.col_off > 0,
         chip.col_off + chip.size < width,
     )
-    out = []
-    for mask, score in zip(masks, scores, strict=True):
-        geom = mask_to_polygon(mask, chip.transform)
-        if not geom.is_empty:
-            out.append(Detection(geom, float(score), not touches_interior_edge(mask, interior)))
-    return out
+    geoms = masks_to_polygons(crops, chip.transform)
+    return [
+        Detection(geom, float(score), not touches_interior_edge(crop, chip.size, interior))
+        for crop, geom, score in zip(crops, geoms, scores, strict=True)
+        if not crop.empty
+    ]
 
 
 def stitch(
@@ -123,6 +130,9 @@ def stitch(
         ships[target].append(i)
         owner[i] = target
     ships = [members for members in ships if members]
-    merged = [shapely.union_all(geoms[members]) for members in ships]
+    merged = [
+        geoms[members[0]] if len(members) == 1 else shapely.union_all(geoms[members])
+        for members in ships
+    ]
     best = np.array([scores[members].max() for members in ships])
     return merged, best

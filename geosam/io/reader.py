@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import Resampling
 
@@ -24,6 +28,12 @@ from geosam.io.scene import SceneGrid, grid_dataset, open_scene, scene_grid
 from geosam.io.stretch import DEFAULT_PERCENTILES, Stretch, estimate_stretch
 
 log = logging.getLogger(__name__)
+
+# GDAL's block cache defaults to 5 % of RAM and fills with every block of a large scene; 128 MB
+# holds the blocks neighbouring chips share, so memory stays flat with the scene size. A
+# GDAL_CACHEMAX set by the user in the environment wins.
+READ_CACHE_BYTES = 128 * 2**20
+READ_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -103,15 +113,53 @@ class SceneReader:
 
     def read(self, chip: Chip) -> ChipImage:
         """Read one chip: a windowed read of the valid part, padded with zeros to full size."""
+        with self._read_env():
+            return self._to_image(chip, self._read_raw(chip))
+
+    def read_chips(self, chips: Sequence[Chip]) -> Iterator[ChipImage]:
+        """Chips in order, the next ones read in a background thread while this one is used.
+
+        Reading (GDAL, which releases the GIL) overlaps the stretch and whatever the caller
+        does with each chip. The scene must not be read otherwise until the iterator is done.
+        """
+        with (
+            self._read_env(),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosam-read") as pool,
+        ):
+            pending: deque[tuple[Chip, Future[NDArray[np.generic]]]] = deque()
+            queue = iter(chips)
+            for chip in queue:
+                pending.append((chip, pool.submit(self._read_raw, chip)))
+                if len(pending) > READ_AHEAD:
+                    done, raw = pending.popleft()
+                    yield self._to_image(done, raw.result())
+            while pending:
+                done, raw = pending.popleft()
+                yield self._to_image(done, raw.result())
+
+    def _read_env(self) -> rasterio.Env | nullcontext[None]:
+        if "GDAL_CACHEMAX" in os.environ:
+            return nullcontext()
+        return rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES)
+
+    def _read_raw(self, chip: Chip) -> NDArray[np.generic]:
+        """(3, h, w) scene values of the chip's valid window, in chip channel order."""
         unique = sorted(set(self.bands))
         raw = self._dataset.read(unique, window=chip.read_window)
-        pixels = raw[[unique.index(b) for b in self.bands]]
+        if unique == list(self.bands):
+            return raw
+        return raw[[unique.index(b) for b in self.bands]]
+
+    def _to_image(self, chip: Chip, pixels: NDArray[np.generic]) -> ChipImage:
         valid = self._valid_mask(pixels)
         image = self.stretch.apply(pixels) if self.stretch is not None else pixels.astype(np.uint8)
-        image[:, ~valid] = 0
+        if not valid.all():
+            image[:, ~valid] = 0
+        h, w = valid.shape
+        if (h, w) == (chip.size, chip.size):
+            return ChipImage(chip, image, valid)
         full = np.zeros((3, chip.size, chip.size), dtype=np.uint8)
         full_valid = np.zeros((chip.size, chip.size), dtype=bool)
-        h, w = valid.shape
         full[:, :h, :w] = image
         full_valid[:h, :w] = valid
         return ChipImage(chip, full, full_valid)
@@ -132,13 +180,14 @@ class SceneReader:
 
     def _valid_mask(self, pixels: NDArray[np.generic]) -> NDArray[np.bool_]:
         """True where any chip band holds data (GDAL's per-dataset mask convention)."""
-        if np.issubdtype(pixels.dtype, np.floating):
-            missing = np.isnan(pixels)
-        else:
-            missing = np.zeros(pixels.shape, dtype=bool)
-        if self.nodata is not None and not np.isnan(self.nodata):
+        floating = np.issubdtype(pixels.dtype, np.floating)
+        has_nodata = self.nodata is not None and not np.isnan(self.nodata)
+        if not floating and not has_nodata:
+            return np.ones(pixels.shape[1:], dtype=bool)
+        missing = np.isnan(pixels) if floating else np.zeros(pixels.shape, dtype=bool)
+        if has_nodata:
             missing |= pixels == self.nodata
-        return ~missing.all(axis=0)
+        return np.asarray(~missing.all(axis=0))
 
     def close(self) -> None:
         """Close the scene (and its warped VRT)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,41 @@ class Stretch:
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
 
     def apply(self, pixels: NDArray[np.generic]) -> NDArray[np.uint8]:
-        """Map a (3, H, W) array of scene values to (3, H, W) uint8."""
+        """Map a (3, H, W) array of scene values to (3, H, W) uint8.
+
+        Integer data of up to 16 bits goes through a per-band lookup table (one gather per
+        pixel instead of six float passes); the table holds exactly what `scale` gives for
+        every possible value, so both paths agree bit for bit.
+        """
+        dtype = pixels.dtype
+        if dtype.kind not in "ui" or dtype.itemsize > 2:
+            return self.scale(pixels)
+        table = self._tables_signed if dtype.kind == "i" else self._tables_unsigned
+        offset = 2**15 if dtype.kind == "i" else 0
+        out = np.empty(pixels.shape, dtype=np.uint8)
+        for band in range(len(pixels)):
+            index = pixels[band].astype(np.int32) + offset if offset else pixels[band]
+            np.take(table[band], index, out=out[band])
+        return out
+
+    def scale(self, pixels: NDArray[np.generic]) -> NDArray[np.uint8]:
+        """The stretch in floating point: (3, H, W) scene values to (3, H, W) uint8."""
         low = np.asarray(self.low, dtype=np.float32)[:, None, None]
         high = np.asarray(self.high, dtype=np.float32)[:, None, None]
         scaled = (pixels.astype(np.float32) - low) * (255.0 / np.maximum(high - low, 1e-12))
         return np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8)
+
+    @cached_property
+    def _tables_unsigned(self) -> NDArray[np.uint8]:
+        """(3, 65536) uint8: the stretched value of every uint16 (and uint8) value."""
+        values = np.broadcast_to(np.arange(2**16, dtype=np.uint16), (3, 1, 2**16))
+        return self.scale(values)[:, 0]
+
+    @cached_property
+    def _tables_signed(self) -> NDArray[np.uint8]:
+        """(3, 65536) uint8 indexed by value + 32768, for int16 (and int8) data."""
+        values = np.arange(-(2**15), 2**15, dtype=np.int16)
+        return self.scale(np.broadcast_to(values, (3, 1, 2**16)))[:, 0]
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -88,18 +119,27 @@ def load_stretch(path: str | os.PathLike[str]) -> Stretch:
         ) from exc
 
 
-def sample_windows(width: int, height: int) -> list[Window]:
-    """Up to 8x8 windows of 256 px spread evenly over the grid (the whole grid if small)."""
+def sample_windows(
+    width: int, height: int, block: tuple[int, int] = (1, 1)
+) -> list[Window]:
+    """Up to 8x8 windows of 256 px spread evenly over the grid (the whole grid if small).
 
-    def offsets(length: int) -> list[int]:
+    Window origins snap to the file's (rows, cols) `block` grid where the block is no larger
+    than a window, so each sample decodes as few blocks as possible (one, for 256 or 512 px
+    tiles) instead of straddling four.
+    """
+
+    def offsets(length: int, step: int) -> list[int]:
         size = min(SAMPLE_WINDOW_SIZE, length)
         if length <= SAMPLE_WINDOWS_PER_AXIS * size:
             return list(range(0, length, size))
-        return sorted({int(v) for v in np.linspace(0, length - size, SAMPLE_WINDOWS_PER_AXIS)})
+        spread = np.linspace(0, length - size, SAMPLE_WINDOWS_PER_AXIS)
+        step = step if step <= 2 * SAMPLE_WINDOW_SIZE else 1
+        return sorted({int(v) // step * step for v in spread})
 
     windows = []
-    for row in offsets(height):
-        for col in offsets(width):
+    for row in offsets(height, block[0]):
+        for col in offsets(width, block[1]):
             windows.append(
                 Window(
                     col,
@@ -123,7 +163,8 @@ def estimate_stretch(
         raise BandError(f"percentiles {low_p}-{high_p}: need 0 <= low < high <= 100")
     unique = sorted(set(bands))
     samples: dict[int, list[NDArray[np.float64]]] = {b: [] for b in unique}
-    for window in sample_windows(dataset.width, dataset.height):
+    block = dataset.block_shapes[0] if isinstance(dataset, DatasetReader) else (1, 1)
+    for window in sample_windows(dataset.width, dataset.height, block):
         block = dataset.read(unique, window=window).astype(np.float64)
         for i, band in enumerate(unique):
             values = block[i].ravel()

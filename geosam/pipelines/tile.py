@@ -88,8 +88,8 @@ def tile_scene(
         coco_writer = CocoWriter() if coco and chips.labeler is not None else None
         chip_rows: list[dict[str, Any]] = []
         ship_rows: list[dict[str, Any]] = []
-        for done, chip in enumerate(chips.chips, start=1):
-            sample = chips.sample(chip)
+        for done, sample in enumerate(chips.samples(), start=1):
+            chip = sample.chip
             if sample.valid.any():
                 write_chip(
                     out / "chips" / f"{chip.chip_id}.tif",

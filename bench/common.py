@@ -1,0 +1,116 @@
+"""What every benchmark shares: a child process per measurement, targets, the data folder.
+
+Each measurement runs in a fresh Python process so that its peak resident memory (RSS) is its
+own and not the high-water mark of an earlier measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MIB = 2**20
+
+
+def data_dir() -> Path:
+    """Where generated inputs are cached between runs (never inside the repository)."""
+    root = Path(os.environ.get("GEOSAM_BENCH_DIR", Path.home() / ".cache" / "geosam-bench"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def stopwatch() -> Iterator[dict[str, float]]:
+    """`with stopwatch() as t: ...` then `t["seconds"]`."""
+    result: dict[str, float] = {}
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result["seconds"] = time.perf_counter() - start
+
+
+def in_child(function: str, **kwargs: Any) -> dict[str, Any]:
+    """Run `bench.<module>:<function>(**kwargs)` in a fresh process; its dict plus peak RSS."""
+    cmd = [sys.executable, "-m", "bench.child", function, json.dumps(kwargs)]
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise RuntimeError(f"benchmark step {function} failed (exit {done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of the issue: `value` must be <= `limit` (or >= with at_least)."""
+
+    name: str
+    value: float
+    limit: float
+    unit: str = "x"
+    at_least: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.limit if self.at_least else self.value <= self.limit
+
+    def line(self) -> str:
+        sign = ">=" if self.at_least else "<="
+        verdict = "PASS" if self.passed else "FAIL"
+        measured = f"{self.value:.3g}{self.unit}"
+        return f"  {verdict}  {self.name}: {measured} (target {sign} {self.limit:g}{self.unit})"
+
+
+@dataclass
+class Outcome:
+    """A benchmark's printed figures and its targets."""
+
+    title: str
+    figures: list[str]
+    targets: list[Target]
+
+    def print(self) -> None:
+        print(f"\n== {self.title}")
+        for figure in self.figures:
+            print(f"  {figure}")
+        for target in self.targets:
+            print(target.line())
+
+
+Benchmark = Callable[[bool], Outcome]
+
+
+def machine() -> str:
+    """One line describing where the figures were measured."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {gpu}; Python "
+        f"{platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )

@@ -1,0 +1,50 @@
+"""Synthetic scenes for the benchmarks, generated once and cached in `common.data_dir()`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from bench.common import data_dir
+
+BLOCK = 512
+
+
+def uint16_scene(size: int) -> Path:
+    """A size x size 3-band uint16 GeoTIFF, tiled 512 px, uncompressed, in UTM 33N.
+
+    Uncompressed so that the bare read loop is as fast as reading can be: any per-chip work
+    geosam adds shows in the ratio instead of hiding behind decompression.
+    """
+    path = data_dir() / f"scene_{size}_u16.tif"
+    if path.exists():
+        return path
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint16",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500000.0, 6000000.0, 3.0, 3.0),
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+        "interleave": "pixel",
+        "BIGTIFF": "YES",
+    }
+    rng = np.random.default_rng(0)
+    tmp = path.with_suffix(".part.tif")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        for row in range(0, size, BLOCK):
+            rows = min(BLOCK, size - row)
+            base = np.linspace(300, 2500, size, dtype=np.float32)[None, :]
+            noise = rng.normal(0, 120, (3, rows, size)).astype(np.float32)
+            block = np.clip(base + noise + np.arange(3)[:, None, None] * 200, 0, 65535)
+            dst.write(block.astype(np.uint16), window=Window(0, row, size, rows))
+    tmp.rename(path)
+    return path
