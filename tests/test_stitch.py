@@ -5,6 +5,7 @@ from affine import Affine
 from rasterio.features import rasterize
 
 from geosam.geometry.grid import chip_grid
+from geosam.geometry.masks import MaskCrop
 from geosam.geometry.stitch import Detection, masks_to_detections, stitch
 
 # 1 m pixels, UTM-like origin; a 300 x 300 px scene cut in 128 px chips with 32 px overlap.
@@ -16,6 +17,12 @@ def ship(col0, row0, col1, row1):
     x0, y0 = TRANSFORM @ (col0, row0)
     x1, y1 = TRANSFORM @ (col1, row1)
     return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+def detection(col0, row0, col1, row1, score, complete):
+    """A rectangular mask on the scene grid."""
+    pixels = np.ones((row1 - row0, col1 - col0), dtype=bool)
+    return Detection(MaskCrop(row0, col0, pixels), score, complete, TRANSFORM)
 
 
 def detections_from_truth(truth):
@@ -54,21 +61,36 @@ def test_grid_corner_ship_and_long_ship_become_one_polygon_each():
 
 
 def test_complete_detection_wins_over_its_cut_pieces():
-    whole = Detection(ship(10, 10, 40, 20), 0.5, complete=True)
-    piece = Detection(ship(10, 10, 25, 20), 0.99, complete=False)
+    whole = detection(10, 10, 40, 20, 0.5, complete=True)
+    piece = detection(10, 10, 25, 20, 0.99, complete=False)
     geoms, scores = stitch([piece, whole])
-    assert len(geoms) == 1 and geoms[0].equals(whole.geometry) and scores[0] == 0.5
+    assert len(geoms) == 1 and geoms[0].equals(ship(10, 10, 40, 20)) and scores[0] == 0.5
+
+
+def test_cut_pieces_of_one_ship_are_joined_and_keep_the_best_score():
+    left = detection(10, 10, 30, 20, 0.6, complete=False)
+    right = detection(25, 10, 50, 20, 0.8, complete=False)  # shares a 5 px strip
+    geoms, scores = stitch([left, right])
+    assert len(geoms) == 1 and geoms[0].equals(ship(10, 10, 50, 20)) and scores[0] == 0.8
+
+
+def test_mask_outlines_keep_holes_and_land_on_pixel_edges():
+    pixels = np.ones((6, 8), dtype=bool)
+    pixels[2:4, 3:5] = False
+    geoms, _ = stitch([Detection(MaskCrop(100, 200, pixels), 0.9, True, TRANSFORM)])
+    expected = ship(200, 100, 208, 106).difference(ship(203, 102, 205, 104))
+    assert geoms[0].equals(expected) and len(geoms[0].interiors) == 1
 
 
 def test_neighbouring_ships_are_not_merged():
-    a = Detection(ship(10, 10, 40, 20), 0.9, complete=True)
-    b = Detection(ship(10, 20, 40, 30), 0.8, complete=True)  # shares an edge only
+    a = detection(10, 10, 40, 20, 0.9, complete=True)
+    b = detection(10, 20, 40, 30, 0.8, complete=True)  # shares an edge only
     geoms, _ = stitch([a, b])
     assert len(geoms) == 2
 
 
 @pytest.mark.parametrize("n", [0, 1])
 def test_stitch_handles_tiny_inputs(n):
-    dets = [Detection(ship(0, 0, 5, 5), 0.7, True)][:n]
+    dets = [detection(0, 0, 5, 5, 0.7, True)][:n]
     geoms, scores = stitch(dets)
     assert len(geoms) == len(scores) == n

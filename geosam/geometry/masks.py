@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from rasterio.features import shapes
 
 ATLAS_WIDTH = 2048
+ATLAS_CROPS = 4096  # crops per polygonize call: bounds the atlas to a few MB
 
 
 @dataclass(frozen=True)
@@ -93,18 +94,20 @@ def suppress_duplicates(
 
 
 def _iou(a: MaskCrop, b: MaskCrop, area_a: int, area_b: int) -> float:
+    inter = shared_pixels(a, b)
+    return inter / (area_a + area_b - inter) if inter else 0.0
+
+
+def shared_pixels(a: MaskCrop, b: MaskCrop) -> int:
+    """Pixels set in both masks (both on the same grid), counted on the overlap of their boxes."""
     a0, a1, a2, a3 = a.box
     b0, b1, b2, b3 = b.box
     r0, c0, r1, c1 = max(a0, b0), max(a1, b1), min(a2, b2), min(a3, b3)
     if r0 >= r1 or c0 >= c1:
-        return 0.0
-    inter = int(
-        (
-            a.pixels[r0 - a0 : r1 - a0, c0 - a1 : c1 - a1]
-            & b.pixels[r0 - b0 : r1 - b0, c0 - b1 : c1 - b1]
-        ).sum()
-    )
-    return inter / (area_a + area_b - inter)
+        return 0
+    window_a = a.pixels[r0 - a0 : r1 - a0, c0 - a1 : c1 - a1]
+    window_b = b.pixels[r0 - b0 : r1 - b0, c0 - b1 : c1 - b1]
+    return int(np.count_nonzero(window_a & window_b))
 
 
 def touches_interior_edge(
@@ -127,52 +130,63 @@ def touches_interior_edge(
 
 
 def masks_to_polygons(crops: list[MaskCrop], transform: Affine) -> list[shapely.Geometry]:
-    """Each crop's True pixels as one (Multi)Polygon through the chip transform.
+    """Each crop's True pixels as one (Multi)Polygon through `transform` (pixel -> CRS).
 
-    Holes are kept; a mask of several 4-connected parts becomes a MultiPolygon; an empty crop
-    gives an empty Polygon.
+    Crops are on the grid `transform` describes (a chip's, or the scene's). Holes are kept; a
+    mask of several 4-connected parts becomes a MultiPolygon; an empty crop gives an empty
+    Polygon. Polygons are built from the outlines in bulk, without a GeoJSON detour per ship.
     """
     out: list[shapely.Geometry] = [shapely.Polygon()] * len(crops)
     filled = [k for k, c in enumerate(crops) if not c.empty]
-    if not filled:
-        return out
-    atlas, places = _atlas([crops[k] for k in filled])
-    parts, labels = [], []
-    for geom, value in shapes(atlas, mask=atlas > 0, connectivity=4):
-        parts.append(shapely.geometry.shape(geom))
-        labels.append(int(value) - 1)
-    part_geoms = np.array(parts, dtype=object)
-    label_of = np.array(labels)
-    # Atlas pixel -> chip pixel (shift by the crop's place) -> scene CRS (chip transform).
-    coords, index = shapely.get_coordinates(part_geoms, return_index=True)
-    shift = places[label_of[index]]
-    col = coords[:, 0] + shift[:, 0]
-    row = coords[:, 1] + shift[:, 1]
-    a, b, c, d, e, f = transform[:6]
-    part_geoms = shapely.set_coordinates(
-        part_geoms, np.column_stack([a * col + b * row + c, d * col + e * row + f])
-    )
-    order = np.argsort(label_of, kind="stable")
-    bounds = np.searchsorted(label_of[order], np.arange(len(filled) + 1))
-    for n, k in enumerate(filled):
-        members = part_geoms[order[bounds[n] : bounds[n + 1]]]
-        out[k] = members[0] if len(members) == 1 else shapely.multipolygons(members)
+    for start in range(0, len(filled), ATLAS_CROPS):
+        batch = filled[start : start + ATLAS_CROPS]
+        for k, geom in zip(batch, _polygonize([crops[k] for k in batch], transform), strict=True):
+            out[k] = geom
     return out
 
 
-def _atlas(crops: list[MaskCrop]) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
-    """Crops packed in shelves into one label image (crop k has value k + 1).
+def _polygonize(crops: list[MaskCrop], transform: Affine) -> list[shapely.Geometry]:
+    atlas, places = _atlas(crops)
+    xy: list[tuple[float, float]] = []
+    ring_sizes, rings_per_part, part_label = [], [], []
+    for geom, value in shapes(atlas, mask=atlas > 0, connectivity=4):
+        for ring in geom["coordinates"]:
+            xy.extend(ring)
+            ring_sizes.append(len(ring))
+        rings_per_part.append(len(geom["coordinates"]))
+        part_label.append(int(value) - 1)
+    labels = np.array(part_label)
+    coords = np.array(xy, dtype=np.float64)
+    # Atlas pixel -> grid pixel (shift by the crop's place) -> CRS (the grid transform).
+    ring_part = np.repeat(np.arange(len(labels)), rings_per_part)
+    shift = np.repeat(places[labels[ring_part]], ring_sizes, axis=0)
+    col, row = coords[:, 0] + shift[:, 0], coords[:, 1] + shift[:, 1]
+    a, b, c, d, e, f = transform[:6]
+    world = np.column_stack([a * col + b * row + c, d * col + e * row + f])
+    rings = shapely.linearrings(world, indices=np.repeat(np.arange(len(ring_sizes)), ring_sizes))
+    parts = shapely.polygons(rings, indices=ring_part)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(len(crops) + 1))
+    result = []
+    for n in range(len(crops)):
+        members = parts[order[bounds[n] : bounds[n + 1]]]
+        result.append(members[0] if len(members) == 1 else shapely.multipolygons(members))
+    return result
 
-    Returns the atlas and, per crop, (col, row) to add to atlas pixels to get chip pixels.
+
+def _atlas(crops: list[MaskCrop]) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
+    """Crops packed in shelves, tallest first, into one label image (crop k has value k + 1).
+
+    Returns the atlas and, per crop, (col, row) to add to atlas pixels to get grid pixels.
     """
     width = max(ATLAS_WIDTH, max(c.pixels.shape[1] for c in crops))
-    spots = []
+    spots: list[tuple[int, int]] = [(0, 0)] * len(crops)
     x = y = shelf = 0
-    for crop in crops:
-        h, w = crop.pixels.shape
+    for k in sorted(range(len(crops)), key=lambda k: -crops[k].pixels.shape[0]):
+        h, w = crops[k].pixels.shape
         if x + w > width:
             x, y, shelf = 0, y + shelf, 0
-        spots.append((y, x))
+        spots[k] = (y, x)
         x, shelf = x + w, max(shelf, h)
     atlas = np.zeros((y + shelf, width), dtype=np.int32)
     places = np.empty((len(crops), 2))

@@ -12,8 +12,10 @@ Every ship near a seam is seen by two to four chips. The rule, in order of prefe
    instead of split; a piece touching several such ships joins them into one.
 4. A merged ship keeps the highest score of its parts.
 
-Candidates come from a shapely STRtree over all detections, so the work grows with the number of
-ships, not its square.
+All chips are windows on one pixel grid, so the rule works on masks placed on that grid:
+overlaps are exact pixel counts and a union is a logical OR. Candidate pairs come from a
+shapely STRtree of the masks' boxes, so the work grows with the number of ships, not its
+square, and each ship is polygonised once, after stitching.
 """
 
 from __future__ import annotations
@@ -22,10 +24,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from affine import Affine
 from numpy.typing import NDArray
 
 from geosam.geometry.grid import Chip
-from geosam.geometry.masks import MaskCrop, crop_masks, masks_to_polygons, touches_interior_edge
+from geosam.geometry.masks import (
+    MaskCrop,
+    crop_masks,
+    masks_to_polygons,
+    shared_pixels,
+    touches_interior_edge,
+)
 
 DEFAULT_MIN_OVERLAP = 0.3
 DEFAULT_PIECE_OVERLAP = 0.1
@@ -33,33 +42,35 @@ DEFAULT_PIECE_OVERLAP = 0.1
 
 @dataclass(frozen=True)
 class Detection:
-    """One ship mask from one chip, as a polygon in the scene CRS.
+    """One ship mask from one chip, placed on the scene's pixel grid.
 
     Attributes:
-        geometry: Polygon or MultiPolygon, scene CRS.
+        mask: the mask cut to its box; row and col are scene-grid pixels.
         score: confidence in [0, 1].
         complete: True when the mask does not touch an interior chip edge.
+        transform: the scene grid's affine transform (pixel -> scene CRS).
     """
 
-    geometry: shapely.Geometry
+    mask: MaskCrop
     score: float
     complete: bool
+    transform: Affine
 
 
 def masks_to_detections(
     masks: np.ndarray, scores: np.ndarray, chip: Chip, width: int, height: int
 ) -> list[Detection]:
-    """Chip masks (P, S, S) bool to scene-CRS detections; see `crops_to_detections`."""
+    """Chip masks (P, S, S) bool to detections on the scene grid; see `crops_to_detections`."""
     return crops_to_detections(crop_masks(masks), scores, chip, width, height)
 
 
 def crops_to_detections(
     crops: list[MaskCrop], scores: np.ndarray, chip: Chip, width: int, height: int
 ) -> list[Detection]:
-    """Cropped chip masks to scene-CRS detections, flagging those cut by an interior edge.
+    """Cropped chip masks to detections on the scene grid, flagging those cut by an interior edge.
 
     Args:
-        crops: P masks of one chip, each cut to its box.
+        crops: P masks of one chip, each cut to its box (row and col in chip pixels).
         scores: (P,) their scores.
         chip: the chip.
         width: columns of the chipped grid (to tell interior edges from the scene border).
@@ -71,10 +82,15 @@ def crops_to_detections(
         chip.col_off > 0,
         chip.col_off + chip.size < width,
     )
-    geoms = masks_to_polygons(crops, chip.transform)
+    grid_transform = chip.transform @ Affine.translation(-chip.col_off, -chip.row_off)
     return [
-        Detection(geom, float(score), not touches_interior_edge(crop, chip.size, interior))
-        for crop, geom, score in zip(crops, geoms, scores, strict=True)
+        Detection(
+            MaskCrop(crop.row + chip.row_off, crop.col + chip.col_off, crop.pixels),
+            float(score),
+            not touches_interior_edge(crop, chip.size, interior),
+            grid_transform,
+        )
+        for crop, score in zip(crops, scores, strict=True)
         if not crop.empty
     ]
 
@@ -84,26 +100,13 @@ def stitch(
     min_overlap: float = DEFAULT_MIN_OVERLAP,
     piece_overlap: float = DEFAULT_PIECE_OVERLAP,
 ) -> tuple[list[shapely.Geometry], NDArray[np.float64]]:
-    """One geometry and score per ship, following the module's rule."""
+    """One geometry (scene CRS) and score per ship, following the module's rule."""
     if not detections:
         return [], np.zeros(0)
-    geoms = np.array([d.geometry for d in detections], dtype=object)
+    masks = [d.mask for d in detections]
     scores = np.array([d.score for d in detections], dtype=np.float64)
     complete = np.array([d.complete for d in detections], dtype=bool)
-    areas = shapely.area(geoms)
-    tree = shapely.STRtree(geoms)
-    left, right = tree.query(geoms, predicate="intersects")
-    keep = left < right
-    left, right = left[keep], right[keep]
-    inter = shapely.area(shapely.intersection(geoms[left], geoms[right]))
-    ratio = inter / np.maximum(np.minimum(areas[left], areas[right]), 1e-12)
-    close = ratio >= min(min_overlap, piece_overlap)
-    neighbours: dict[int, list[tuple[int, float]]] = {}
-    for a, b, r in zip(
-        left[close].tolist(), right[close].tolist(), ratio[close].tolist(), strict=True
-    ):
-        neighbours.setdefault(a, []).append((b, r))
-        neighbours.setdefault(b, []).append((a, r))
+    neighbours = _overlapping(masks, min(min_overlap, piece_overlap))
 
     order = np.lexsort((-scores, ~complete))  # complete first, then by score
     owner = np.full(len(detections), -1)
@@ -130,9 +133,40 @@ def stitch(
         ships[target].append(i)
         owner[i] = target
     ships = [members for members in ships if members]
-    merged = [
-        geoms[members[0]] if len(members) == 1 else shapely.union_all(geoms[members])
-        for members in ships
-    ]
+    merged = [_union([masks[j] for j in members]) for members in ships]
     best = np.array([scores[members].max() for members in ships])
-    return merged, best
+    return masks_to_polygons(merged, detections[0].transform), best
+
+
+def _overlapping(masks: list[MaskCrop], min_ratio: float) -> dict[int, list[tuple[int, float]]]:
+    """For each mask, the others sharing >= min_ratio of the smaller one's pixels, and the ratio."""
+    boxes = np.array([m.box for m in masks], dtype=np.float64)  # row0, col0, row1, col1
+    tree = shapely.STRtree(shapely.box(boxes[:, 1], boxes[:, 0], boxes[:, 3], boxes[:, 2]))
+    left, right = tree.query(tree.geometries, predicate="intersects")
+    keep = left < right
+    left, right = left[keep], right[keep]
+    # Boxes that only touch share no pixel.
+    inside = (
+        np.maximum(boxes[left, 0], boxes[right, 0]) < np.minimum(boxes[left, 2], boxes[right, 2])
+    ) & (np.maximum(boxes[left, 1], boxes[right, 1]) < np.minimum(boxes[left, 3], boxes[right, 3]))
+    areas = [int(m.pixels.sum()) for m in masks]
+    neighbours: dict[int, list[tuple[int, float]]] = {}
+    for a, b in zip(left[inside].tolist(), right[inside].tolist(), strict=True):
+        ratio = shared_pixels(masks[a], masks[b]) / max(1, min(areas[a], areas[b]))
+        if ratio >= min_ratio:
+            neighbours.setdefault(a, []).append((b, ratio))
+            neighbours.setdefault(b, []).append((a, ratio))
+    return neighbours
+
+
+def _union(masks: list[MaskCrop]) -> MaskCrop:
+    """Logical OR of masks on one grid, cut to the union of their boxes."""
+    if len(masks) == 1:
+        return masks[0]
+    boxes = np.array([m.box for m in masks])
+    r0, c0 = boxes[:, 0].min(), boxes[:, 1].min()
+    out = np.zeros((boxes[:, 2].max() - r0, boxes[:, 3].max() - c0), dtype=bool)
+    for m in masks:
+        h, w = m.pixels.shape
+        out[m.row - r0 : m.row - r0 + h, m.col - c0 : m.col - c0 + w] |= m.pixels
+    return MaskCrop(int(r0), int(c0), out)

@@ -119,9 +119,7 @@ def load_stretch(path: str | os.PathLike[str]) -> Stretch:
         ) from exc
 
 
-def sample_windows(
-    width: int, height: int, block: tuple[int, int] = (1, 1)
-) -> list[Window]:
+def sample_windows(width: int, height: int, block: tuple[int, int] = (1, 1)) -> list[Window]:
     """Up to 8x8 windows of 256 px spread evenly over the grid (the whole grid if small).
 
     Window origins snap to the file's (rows, cols) `block` grid where the block is no larger
