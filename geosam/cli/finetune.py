@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from geosam.data.prompts import PromptSettings
 from geosam.data.settings import ChipSettings
 from geosam.io.bands import parse_bands
 from geosam.model.registry import get_spec, model_names
+from geosam.pipelines.distributed import launched
 from geosam.pipelines.finetune import EpochEvent, FinetuneSettings, finetune, resume_finetune
 from geosam.pipelines.training_data import TrainingPair, read_manifest
 
@@ -153,14 +155,22 @@ def finetune_cmd(
     the best epoch by validation IoU is kept in RUN_DIR/model.pt, and Ctrl-C leaves a run
     that --resume continues exactly.
 
+    Under torchrun each process trains on its share of every --batch (on the GPU of its
+    LOCAL_RANK), with the result of a single process; only rank 0 writes and reports.
+
     \b
     Examples:
       geosam finetune scene.tif ships.gpkg --out run/
       geosam finetune scene.tif ships.gpkg --layer harbour --model-type vit_b --out run/
       geosam finetune --manifest scenes.csv --out run/ --epochs 50 --seed 1
       geosam finetune --resume run/
+      torchrun --standalone --nproc-per-node 8 -m geosam finetune scene.tif ships.gpkg --out run/
     """
     quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    ranks = launched()
+    if not ranks.main:  # progress and logs from rank 0 only; errors from every rank
+        quiet = True
+        logging.getLogger("geosam").setLevel(logging.ERROR)
     report = _progress(quiet)
     if resume_dir is not None:
         metrics = resume_finetune(resume_dir, report)
@@ -198,7 +208,9 @@ def finetune_cmd(
     try:
         metrics = finetune(pairs, run_dir, chip_settings, settings, prompts, overwrite, report)
     except KeyboardInterrupt:
-        click.echo(f"Interrupted; continue with: geosam finetune --resume {run_dir}", err=True)
+        if ranks.main:
+            again = "torchrun ... -m geosam" if ranks.distributed else "geosam"
+            click.echo(f"Interrupted; continue with: {again} finetune --resume {run_dir}", err=True)
         ctx.exit(130)
     _summary(metrics, run_dir, quiet)
 

@@ -5,15 +5,19 @@ Run folder:
     last.pt        full resumable state after the last finished epoch
     metrics.csv    one row per epoch; curves.png draws it
     finetune.log   the run's log
+
+Under `torchrun` (see `geosam.pipelines.distributed`) every process trains on its share of each
+batch and only rank 0 writes these files; the result equals a single process's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 
 from geosam import __version__
-from geosam.data.prompts import PromptSettings, sample_prompts
+from geosam.data.prompts import PromptBatch, PromptSettings, sample_prompts
 from geosam.data.settings import ChipSettings
 from geosam.data.split import SplitChip, spatial_split
 from geosam.errors import CheckpointError
@@ -36,6 +40,15 @@ from geosam.model.model_file import save_model_file
 from geosam.model.prompter import decode_boxes, encode_targets, prompter_loss
 from geosam.model.registry import get_spec
 from geosam.model.shipsam import ShipSam
+from geosam.pipelines.distributed import (
+    Ranks,
+    all_reduce_sum,
+    barrier,
+    broadcast_from_main,
+    launched,
+    process_group,
+    sum_gradients,
+)
 from geosam.pipelines.run_report import write_curves, write_metrics
 from geosam.pipelines.training_data import TrainChip, TrainingPair, load_training_chips
 
@@ -75,7 +88,12 @@ class EpochEvent:
 
 
 class Trainer:
-    """One fine-tuning run: data, model, optimiser, schedule and their exact resumable state."""
+    """One fine-tuning run: data, model, optimiser, schedule and their exact resumable state.
+
+    With several ranks (`torchrun`), every rank holds the same model, optimiser and batch
+    order; it trains on its share of each batch and the gradients are summed over ranks, so
+    every rank takes the step a single process would take on the whole batch.
+    """
 
     def __init__(
         self,
@@ -85,14 +103,17 @@ class Trainer:
         prompts: PromptSettings,
         run_dir: Path,
         pairs: list[TrainingPair] | None = None,
+        ranks: Ranks | None = None,
     ) -> None:
         self.settings, self.prompts, self.run_dir = settings, prompts, run_dir
         self.pairs = list(pairs or [])
         self.chip_settings = chip_settings
-        self.device = pick_device(settings.device)
+        self.ranks = ranks or Ranks()
+        self.device = pick_device(
+            settings.device, self.ranks.local_rank if self.ranks.distributed else None
+        )
         torch.manual_seed(settings.seed)
         random.seed(settings.seed)
-        self.rng = np.random.default_rng(settings.seed)
         self.shuffle = torch.Generator().manual_seed(settings.seed)
         sam, base_hash = load_sam(
             settings.model_type, settings.checkpoint and Path(settings.checkpoint)
@@ -101,6 +122,8 @@ class Trainer:
         if train_encoder is None:
             train_encoder = base_hash == RANDOM_INIT
         self.model = ShipSam(sam, base_hash, train_encoder).to(self.device)
+        if self.ranks.distributed:  # the same start everywhere, whatever each rank's RNG did
+            broadcast_from_main([*self.model.parameters(), *self.model.buffers()])
         self.chips = chips
         split = [SplitChip(c.scene, c.chip, len(c.boxes)) for c in chips]
         self.train_idx, self.val_idx, fell_back = spatial_split(split, settings.val_fraction)
@@ -138,6 +161,28 @@ class Trainer:
             torch.set_flush_denormal(True)  # denormals slow CPU steps ~8x while masks collapse
 
     # --- embeddings -----------------------------------------------------------------------
+    def prepare_embeddings(self) -> None:
+        """With a frozen encoder, fetch every chip's embedding once per run (all ranks call).
+
+        Several ranks share the work through the cache folder: each encodes and stores its
+        share of the chips, waits for the others, then reads them all. Without a cache folder
+        there is nothing to share and every rank encodes every chip itself.
+        """
+        if self.model.train_encoder or self._frozen is not None:
+            return
+        images = [c.image for c in self.chips]
+        before = self.cache.chips_encoded
+        if self.ranks.distributed and self.cache.folder is not None:
+            self.cache.get(self.ranks.share(images))
+            barrier()
+        self._frozen = self.cache.get(images)
+        encoded = self.sum_over_ranks(self.cache.chips_encoded - before)
+        log.info(
+            "image embeddings of %d chips: %d encoded, the rest read from the cache",
+            len(images),
+            encoded,
+        )
+
     def embeddings(self, indices: list[int], grad: bool) -> torch.Tensor:
         """Embeddings of chips: from the cache with a frozen encoder, else by the encoder."""
         if not self.model.train_encoder:
@@ -150,27 +195,60 @@ class Trainer:
             self.cache.encoder_calls += 1
             return encode_images(self.model.sam, pixels)
 
+    def sum_over_ranks(self, value: float) -> float:
+        """`value` summed over all ranks (itself for a single process)."""
+        if not self.ranks.distributed:
+            return value
+        total = torch.tensor([value], dtype=torch.float64, device=self.device)
+        all_reduce_sum([total])
+        return float(total)
+
     # --- one step ---------------------------------------------------------------------------
-    def step_loss(self, indices: list[int]) -> torch.Tensor:
-        """Mask loss over sampled prompts plus prompter loss, for one batch of chips."""
-        emb = self.embeddings(indices, grad=True)
+    def prompt_rng(self, chip: int) -> np.random.Generator:
+        """The generator of one chip's prompts in this epoch, the same on whichever rank."""
+        return np.random.default_rng([self.settings.seed % 2**64, self.epoch, chip])
+
+    def step_loss(self, batch: list[int]) -> torch.Tensor:
+        """The loss of a batch of chips, or with several ranks this rank's part of it.
+
+        The loss of a batch is the mean mask loss over the prompts of all its chips plus the
+        prompter loss, whose heatmap term is normalised by the ship centres of all its chips
+        and whose offset/size term by its supervised cells. A rank sees its share of the
+        chips only, so each term, computed on the share, is scaled by the share's count over
+        the batch's count (all 1 for a single process); the parts add up to the batch's loss.
+        """
+        mine = self.ranks.share(batch)
+        sampled = [self._sample(i) for i in mine]
+        grid = self.model.sam.prompt_encoder.image_embedding_size[0]
+        targets = encode_targets([self.chips[i].boxes for i in mine], grid, self.model.stride)
+        local = [
+            sum(len(prompts) for prompts in sampled),
+            int(targets[0].eq(1).sum()),
+            int(targets[3].sum()),
+        ]
+        totals = local
+        if self.ranks.distributed:
+            counts = torch.tensor(local, dtype=torch.float64, device=self.device)
+            all_reduce_sum([counts])
+            totals = [round(c) for c in counts.tolist()]
+        if not mine:
+            return torch.zeros((), device=self.device)
+        emb = self.embeddings(mine, grad=True)
         losses = []
-        for j, i in enumerate(indices):
-            chip = self.chips[i]
-            batch = sample_prompts(chip.boxes, chip.masks, chip.valid, self.prompts, self.rng)
-            if len(batch) == 0:
+        for j, prompts in enumerate(sampled):
+            if len(prompts) == 0:
                 continue
-            is_box = ~np.isnan(batch.boxes[:, 0])
+            is_box = ~np.isnan(prompts.boxes[:, 0])
             for sel, kind in ((is_box, "boxes"), (~is_box, "points")):
                 if not sel.any():
                     continue
                 prompt = torch.from_numpy(
-                    batch.boxes[sel] if kind == "boxes" else batch.points[sel]
+                    prompts.boxes[sel] if kind == "boxes" else prompts.points[sel]
                 )
                 logits, iou_pred = decode(
                     self.model.sam, emb[j : j + 1], **{kind: prompt.to(self.device)}
                 )
-                target = torch.from_numpy(batch.targets[sel]).to(self.device).float()
+                target = torch.from_numpy(prompts.targets[sel]).to(self.device).float()
                 logits = logits.float()
                 with torch.no_grad():
                     actual = mask_iou(logits > 0, target > 0.5)
@@ -182,15 +260,25 @@ class Trainer:
                     + has_ship * dice_loss(logits, target)
                     + (iou_pred.float() - actual) ** 2
                 )
-        mask_loss = torch.cat(losses).mean() if losses else emb.sum() * 0
-        grid = emb.shape[-1]
-        targets = encode_targets([self.chips[i].boxes for i in indices], grid, self.model.stride)
-        p_loss = prompter_loss(self.model.prompter(emb.float()), targets)
+        share = [max(1, n) / max(1, t) for n, t in zip(local, totals, strict=True)]
+        mask_loss = torch.cat(losses).mean() * share[0] if losses else emb.sum() * 0
+        outputs = self.model.prompter(emb.float())
+        # prompter_loss = heatmap term + offset/size term, each over its own count; rescale
+        # the two terms apart: the heatmap term alone is the loss with no supervised cells.
+        p_loss = prompter_loss(outputs, targets) * share[2]
+        if share[1] != share[2]:
+            heat_only = (*targets[:3], torch.zeros_like(targets[3]))
+            p_loss = p_loss + prompter_loss(outputs, heat_only) * (share[1] - share[2])
         return mask_loss + p_loss
 
+    def _sample(self, chip: int) -> PromptBatch:
+        c = self.chips[chip]
+        return sample_prompts(c.boxes, c.masks, c.valid, self.prompts, self.prompt_rng(chip))
+
     def train_epoch(self, report: Callable[[EpochEvent], None] | None) -> float:
-        """One pass over the training chips in a seeded random order."""
+        """One pass over the training chips in a seeded random order; the mean step loss."""
         self.model.train()
+        self.prepare_embeddings()
         order = torch.randperm(len(self.train_idx), generator=self.shuffle).tolist()
         batches = [
             [self.train_idx[k] for k in order[s : s + self.settings.batch_chips]]
@@ -201,24 +289,33 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 loss = self.step_loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            if loss.requires_grad:
+                loss.backward()  # type: ignore[no-untyped-call]
+            if self.ranks.distributed:
+                value = sum_gradients(self.model.trainable_parameters(), loss)
+            else:
+                value = loss.item()
             torch.nn.utils.clip_grad_norm_(
                 self.model.trainable_parameters(), self.settings.grad_clip
             )
             self.optimizer.step()
             self.scheduler.step()
-            total += loss.item()
+            total += value
             if report:
                 report(EpochEvent(self.epoch + 1, self.settings.epochs, n, len(batches), total / n))
         return total / max(1, len(batches))
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mask IoU and Dice with exact box prompts, the filled-box baseline, prompter P/R."""
+        """Mask IoU and Dice with exact box prompts, the filled-box baseline, prompter P/R.
+
+        Each rank scores its share of the validation chips; the sums are added over ranks,
+        so every rank gets the same metrics (and takes the same early-stopping decision).
+        """
         self.model.eval()
-        ious, dices, box_ious = [], [], []
-        tp = fp = fn = 0
-        for i in self.val_idx:
+        self.prepare_embeddings()
+        masks = iou = dice = box_iou = tp = fp = fn = 0.0
+        for i in self.ranks.share(self.val_idx):
             chip = self.chips[i]
             emb = self.embeddings([i], grad=False)
             if len(chip.boxes):
@@ -226,28 +323,39 @@ class Trainer:
                 logits, _ = decode(self.model.sam, emb, boxes=boxes)
                 pred = (logits.float() > 0).cpu()
                 target = torch.from_numpy(chip.masks)
-                ious.append(mask_iou(pred, target))
                 inter = (pred & target).flatten(1).sum(1).float()
-                dices.append(
-                    2 * inter / (pred.flatten(1).sum(1) + target.flatten(1).sum(1)).clamp(min=1)
-                )
-                box_ious.append(mask_iou(filled_boxes(chip.boxes, chip.image.shape[-1]), target))
+                dices = 2 * inter / (pred.flatten(1).sum(1) + target.flatten(1).sum(1)).clamp(min=1)
+                filled = filled_boxes(chip.boxes, chip.image.shape[-1])
+                masks += len(chip.boxes)
+                iou += float(mask_iou(pred, target).double().sum())
+                dice += float(dices.double().sum())
+                box_iou += float(mask_iou(filled, target).double().sum())
             found = decode_boxes(
                 self.model.prompter(emb.float()), self.model.stride, self.model.chip_size
             )[0][0]
             t, f, n = match_centres(found, chip.boxes)
             tp, fp, fn = tp + t, fp + f, fn + n
+        sums = [masks, iou, dice, box_iou, tp, fp, fn]
+        if self.ranks.distributed:
+            summed = torch.tensor(sums, dtype=torch.float64, device=self.device)
+            all_reduce_sum([summed])
+            broadcast_from_main([summed])  # bit-identical everywhere: one stopping decision
+            sums = summed.tolist()
+        masks, iou, dice, box_iou, tp, fp, fn = sums
         return {
-            "val_iou": _mean(ious),
-            "val_dice": _mean(dices),
-            "box_iou": _mean(box_ious),
+            "val_iou": iou / masks if masks else 0.0,
+            "val_dice": dice / masks if masks else 0.0,
+            "box_iou": box_iou / masks if masks else 0.0,
             "prompter_precision": tp / max(1, tp + fp),
             "prompter_recall": tp / max(1, tp + fn),
         }
 
     # --- state ------------------------------------------------------------------------------
     def resume_state(self) -> dict[str, Any]:
-        """Everything needed to continue exactly after the current epoch."""
+        """Everything needed to continue exactly after the current epoch.
+
+        Prompts need no state: each chip's generator derives from (seed, epoch, chip).
+        """
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -256,7 +364,6 @@ class Trainer:
             "history": self.history,
             "best_iou": self.best_iou,
             "stale_epochs": self.stale_epochs,
-            "rng_numpy": self.rng.bit_generator.state,
             "rng_shuffle": self.shuffle.get_state(),
             "rng_torch": torch.get_rng_state(),
             "rng_python": random.getstate(),
@@ -271,7 +378,6 @@ class Trainer:
         self.history = list(state["history"])
         self.best_iou = float(state["best_iou"])
         self.stale_epochs = int(state["stale_epochs"])
-        self.rng.bit_generator.state = state["rng_numpy"]
         self.shuffle.set_state(state["rng_shuffle"])
         torch.set_rng_state(state["rng_torch"])
         random.setstate(state["rng_python"])
@@ -290,10 +396,6 @@ class Trainer:
             "metrics": metrics,
             "epoch": self.epoch,
         }
-
-
-def _mean(values: list[torch.Tensor]) -> float:
-    return float(torch.cat(values).mean()) if values else 0.0
 
 
 def filled_boxes(boxes: np.ndarray, size: int) -> torch.Tensor:
@@ -334,11 +436,15 @@ def finetune(
 
     Chips are exactly the model's input size (256 px for `tiny`, 1024 px for `vit_*`), so
     `chip_settings.size` is replaced by it; the overlap defaults to an eighth of a chip.
+    Under `torchrun` every process calls this (and `report`, on every rank) and only rank 0
+    writes the run folder.
     """
     settings = settings or FinetuneSettings()
     prompts = prompts or PromptSettings()
     spec = get_spec(settings.model_type)
-    pick_device(settings.device)  # fail before reading any scene
+    ranks = launched()
+    # Fail before reading any scene.
+    device = pick_device(settings.device, ranks.local_rank if ranks.distributed else None)
     chip_settings = chip_settings or ChipSettings(
         size=spec.image_size, overlap=spec.image_size // 8
     )
@@ -346,21 +452,27 @@ def finetune(
         overlap = min(chip_settings.overlap, spec.image_size // 2)
         chip_settings = replace(chip_settings, size=spec.image_size, overlap=overlap)
     out = Path(run_dir)
-    if out.exists():
-        refuse_existing(out, overwrite)
-    chips, resolved = load_training_chips(pairs, chip_settings)
-    recorded = (
-        resolved[0] if len(resolved) == 1 else replace(resolved[0], stretch=chip_settings.stretch)
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(chips, recorded, settings, prompts, out, pairs)
-    return _run(trainer, report)
+    with process_group(ranks, device):
+        if out.exists():
+            refuse_existing(out, overwrite)
+        chips, resolved = load_training_chips(pairs, chip_settings)
+        recorded = (
+            resolved[0]
+            if len(resolved) == 1
+            else replace(resolved[0], stretch=chip_settings.stretch)
+        )
+        if ranks.distributed:
+            barrier()  # every rank has looked at the run folder before rank 0 makes it
+        if ranks.main:
+            out.mkdir(parents=True, exist_ok=True)
+        trainer = Trainer(chips, recorded, settings, prompts, out, pairs, ranks)
+        return _run(trainer, report)
 
 
 def resume_finetune(
     run_dir: str | Path, report: Callable[[EpochEvent], None] | None = None
 ) -> dict[str, Any]:
-    """Continue a run from its `last.pt` exactly where it stopped."""
+    """Continue a run from its `last.pt` exactly where it stopped (with any number of ranks)."""
     out = Path(run_dir)
     path = out / "last.pt"
     if not path.exists():
@@ -374,16 +486,23 @@ def resume_finetune(
     chip_settings = ChipSettings.from_dict(config["chip_settings"])
     settings = FinetuneSettings(**config["finetune_settings"])
     prompts = PromptSettings(**config["prompt_settings"])
-    chips, _ = load_training_chips(pairs, chip_settings)
-    trainer = Trainer(chips, chip_settings, settings, prompts, out, pairs)
-    trainer.load_resume_state(state["trainer"])
-    log.info("resuming %s after epoch %d of %d", out, trainer.epoch, settings.epochs)
-    return _run(trainer, report)
+    ranks = launched()
+    device = pick_device(settings.device, ranks.local_rank if ranks.distributed else None)
+    with process_group(ranks, device):
+        chips, _ = load_training_chips(pairs, chip_settings)
+        trainer = Trainer(chips, chip_settings, settings, prompts, out, pairs, ranks)
+        trainer.load_resume_state(state["trainer"])
+        log.info("resuming %s after epoch %d of %d", out, trainer.epoch, settings.epochs)
+        return _run(trainer, report)
 
 
-def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[str, Any]:
-    out = trainer.run_dir
-    handler = logging.FileHandler(out / "finetune.log", encoding="utf-8")
+@contextlib.contextmanager
+def _run_log(path: Path | None) -> Iterator[None]:
+    """Copy the package's log from INFO up into `path` during the block (None: no file)."""
+    if path is None:
+        yield
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     package_log = logging.getLogger("geosam")
@@ -391,6 +510,17 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
     package_log.setLevel(min(level or logging.WARNING, logging.INFO))
     package_log.addHandler(handler)
     try:
+        yield
+    finally:
+        package_log.removeHandler(handler)
+        package_log.setLevel(level)
+        handler.close()
+
+
+def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[str, Any]:
+    out = trainer.run_dir
+    main = trainer.ranks.main
+    with _run_log(out / "finetune.log" if main else None):
         settings = trainer.settings
         while trainer.epoch < settings.epochs and trainer.stale_epochs < settings.patience:
             started = time.perf_counter()
@@ -403,7 +533,9 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
                 "train_loss": loss,
                 **metrics,
                 "lr": float(trainer.scheduler.get_last_lr()[0]),
-                "encoder_calls": trainer.cache.encoder_calls - calls_before,
+                "encoder_calls": int(
+                    trainer.sum_over_ranks(trainer.cache.encoder_calls - calls_before)
+                ),
                 "seconds": time.perf_counter() - started,
             }
             trainer.history.append(row)
@@ -414,13 +546,15 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
             )
             if metrics["val_iou"] > trainer.best_iou:
                 trainer.best_iou, trainer.stale_epochs = metrics["val_iou"], 0
-                save_model_file(
-                    out / "model.pt", trainer.model.changed_state(), trainer.metadata(row)
-                )
+                if main:
+                    save_model_file(
+                        out / "model.pt", trainer.model.changed_state(), trainer.metadata(row)
+                    )
             else:
                 trainer.stale_epochs += 1
-            _save_resume(trainer)
-            write_metrics(out / "metrics.csv", trainer.history)
+            if main:
+                _save_resume(trainer)
+                write_metrics(out / "metrics.csv", trainer.history)
             if report:
                 report(
                     EpochEvent(
@@ -434,18 +568,18 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
                 )
         if trainer.stale_epochs >= settings.patience:
             log.info("early stop: validation IoU did not improve for %d epochs", settings.patience)
-        write_curves(out / "curves.png", trainer.history)
+        if main:
+            write_curves(out / "curves.png", trainer.history)
         best = max(trainer.history, key=lambda r: r["val_iou"]) if trainer.history else {}
+        encoder_calls = int(trainer.sum_over_ranks(trainer.cache.encoder_calls))
+        if trainer.ranks.distributed:
+            barrier()  # no rank returns before the run folder is complete
         return {
             **best,
-            "encoder_calls": trainer.cache.encoder_calls,
+            "encoder_calls": encoder_calls,
             "train_chips": len(trainer.train_idx),
             "val_chips": len(trainer.val_idx),
         }
-    finally:
-        package_log.removeHandler(handler)
-        package_log.setLevel(level)
-        handler.close()
 
 
 def _save_resume(trainer: Trainer) -> None:
