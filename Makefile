@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - create .venv, install geosam, run the main job on the embedded example
 #   make test   - create .venv, install geosam with dev tools, run ruff, mypy and pytest
+#   make bench  - the benchmarks of bench/ (BENCH_ARGS=--quick for a scaled-down run)
 #
 # torch is pinned here (not in pyproject.toml) so that a fresh CPU environment gets the CPU
 # wheel without CUDA packages, while `pip install` into an environment that already has a CUDA
@@ -13,7 +14,7 @@ TORCH_PIN ?= torch==2.13.0 torchvision==0.28.0
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +26,8 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 lint: install
-	$(BIN)/ruff check geosam tests examples
-	$(BIN)/ruff format --check geosam tests examples
+	$(BIN)/ruff check geosam tests examples bench
+	$(BIN)/ruff format --check geosam tests examples bench
 	$(BIN)/mypy
 
 test: lint
@@ -34,6 +35,9 @@ test: lint
 
 demo: install
 	$(BIN)/python examples/demo.py
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

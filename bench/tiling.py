@@ -58,7 +58,7 @@ def geosam_tile(path: str) -> dict[str, Any]:
 
 
 def run(quick: bool) -> Outcome:
-    big, small = (8000, 2000) if quick else (20000, 5000)
+    big, small = (10000, 5000) if quick else (20000, 5000)
     paths = {n: str(uint16_scene(n)) for n in (small, big)}
     figures, results = [], {}
     for n, path in paths.items():

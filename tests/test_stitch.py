@@ -94,3 +94,20 @@ def test_stitch_handles_tiny_inputs(n):
     dets = [detection(0, 0, 5, 5, 0.7, True)][:n]
     geoms, scores = stitch(dets)
     assert len(geoms) == len(scores) == n
+
+
+def test_dense_harbour_of_ships_comes_out_once_each_with_pixel_exact_area():
+    rng = np.random.default_rng(4)
+    truth = []
+    for row in range(8, HEIGHT - 24, 23):
+        for col in range(8, WIDTH - 30, 31):
+            c0, r0 = col + int(rng.integers(0, 6)), row + int(rng.integers(0, 4))
+            truth.append(ship(c0, r0, c0 + int(rng.integers(8, 22)), r0 + int(rng.integers(4, 15))))
+    detections = detections_from_truth(truth)
+    assert len(detections) > 1.2 * len(truth)  # many ships are seen by several chips
+    geoms, _ = stitch(detections)
+    assert len(geoms) == len(truth)
+    tree = shapely.STRtree(truth)
+    for geom in geoms:
+        (match,) = tree.query(geom, predicate="intersects")
+        assert geom.equals(truth[match])
