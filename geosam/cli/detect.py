@@ -90,6 +90,23 @@ from geosam.pipelines.detect import DetectSettings, detect
     default=None,
     help="Also write a PNG of the ships drawn over the scene.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Start a Dask cluster of N worker processes on this machine and detect on it; each "
+    'worker loads the model once. Needs the extra: pip install "geosam-ships[dask]". '
+    "Example: --workers 4",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Detect on a running Dask cluster, e.g. `dask scheduler` on one machine, "
+    "`dask worker tcp://HOST:8786 --nthreads 1` on each, then --scheduler tcp://HOST:8786. "
+    "Workers must see the scenes and model under the same paths (a shared filesystem).",
+)
 @device_opt
 @overwrite_opt
 @click.pass_context
@@ -110,6 +127,8 @@ def detect_cmd(
     checkpoint: str | None,
     mask_raster: Path | None,
     preview: Path | None,
+    workers: int | None,
+    scheduler: str | None,
     device: str,
     overwrite: bool,
 ) -> None:
@@ -119,12 +138,21 @@ def detect_cmd(
     already decided. Ships seen by several overlapping chips become one feature. Attributes:
     id, score, area_m2, length_m, width_m, heading_deg, lon, lat, scene, model.
 
+    Runs in this process by default. --workers or --scheduler send batches of chips to Dask
+    workers instead (same result); stitching and writing stay here.
+
     \b
     Examples:
       geosam detect new.tif --model run/model.pt -o ships.gpkg
       geosam detect a.tif b.tif --model run/model.pt -o ships.gpkg --preview ships.png
       geosam detect new.tif --model run/model.pt -o ships.gpkg --prompts ais.gpkg
+      geosam detect scenes/*.tif --model run/model.pt -o ships.gpkg --workers 4
+      geosam detect scenes/*.tif --model run/model.pt -o ships.gpkg --scheduler tcp://head:8786
     """
+    if workers is not None and scheduler is not None:
+        raise click.UsageError(
+            "--workers starts a local cluster, --scheduler uses a running one: give one of them"
+        )
     quiet = bool(ctx.obj and ctx.obj.get("quiet"))
     overrides: dict[str, Any] = {}
     if overlap is not None:
@@ -158,6 +186,8 @@ def detect_cmd(
             preview,
             overwrite,
             progress,
+            scheduler=scheduler,
+            workers=workers,
         )
     finally:
         for bar in bars.values():

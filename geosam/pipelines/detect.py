@@ -5,13 +5,18 @@ Per chip: one encoder pass, then prompts from the ship prompter (default), from 
 duplicates within the chip are suppressed, and the rest become polygons through the chip's
 transform. Chips overlap, so the polygons are stitched across seams (`geosam.geometry.stitch`
 documents the rule) before attributes are measured and the layer is written.
+
+The unit of work is a batch of chips of one scene (`detect_chips`: one encoder call for the
+batch). In this process the batches run one after another (`detect_scene`); on a Dask cluster
+they are tasks (`geosam.pipelines.distributed_detect`) whose detections come back to this
+process and are stitched in the same batch order, so both ways write the same layer.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ import numpy as np
 
 from geosam.data.samples import ChipSample, SceneChips
 from geosam.data.settings import ChipSettings
+from geosam.geometry.grid import Chip
 from geosam.geometry.masks import suppress_duplicates
 from geosam.geometry.stitch import Detection, masks_to_detections, stitch
 from geosam.io.atomic import refuse_existing
@@ -30,6 +36,7 @@ from geosam.io.scene import SceneGrid
 from geosam.io.ship_attributes import ship_attributes
 from geosam.io.ship_layers import write_ship_layers
 from geosam.model.device import pick_device
+from geosam.model.model_file import load_model_file
 from geosam.model.predict import ChipPredictor, load_detector
 
 log = logging.getLogger(__name__)
@@ -45,8 +52,8 @@ class DetectSettings:
         max_mask_iou: two masks of one chip overlapping more than this are one ship.
         point_grid: prompt with an N x N point grid instead of the prompter.
         simplify: simplify polygons with this tolerance (scene CRS units).
-        batch_chips: chips per encoder call.
-        device: auto, cpu or cuda.
+        batch_chips: chips per encoder call (and per task on a Dask cluster).
+        device: auto, cpu or cuda (on a cluster: resolved by each worker).
     """
 
     prompter_threshold: float = 0.3
@@ -84,6 +91,69 @@ def chip_prompts(
     return masks, iou * centre_scores, False
 
 
+def chip_batches(chips: Sequence[Chip], batch_chips: int) -> list[list[Chip]]:
+    """The scene's chips cut into consecutive batches of `batch_chips`, in grid order."""
+    return [list(chips[i : i + batch_chips]) for i in range(0, len(chips), batch_chips)]
+
+
+def open_prompts(
+    chips: SceneChips,
+    path: str | os.PathLike[str] | None,
+    layer: str | None,
+) -> PromptLayer | None:
+    """The prompt layer of `path` reprojected to the scene's CRS, or None without one."""
+    if path is None:
+        return None
+    return PromptLayer(path, chips.reader.grid.crs, layer, chips.scene_name)
+
+
+def detect_chips(
+    chips: SceneChips,
+    batch: Sequence[Chip],
+    predictor: ChipPredictor,
+    settings: DetectSettings,
+    prompts: PromptLayer | None,
+) -> list[Detection]:
+    """Detections of one batch of chips of an open scene, in chip order (before stitching).
+
+    Chips without a valid pixel are skipped; the others share one encoder call. This is the
+    only place a chip is detected: in process and on a Dask worker alike.
+
+    Args:
+        chips: the open scene.
+        batch: chips of its grid.
+        predictor: the model.
+        settings: detection settings.
+        prompts: prompt layer in the scene CRS, or None for the prompter or point grid.
+
+    Returns:
+        Polygons in the scene CRS with score and completeness, chip by chip.
+    """
+    samples = [chips.sample(chip) for chip in batch]
+    samples = [s for s in samples if s.valid.any()]
+    if not samples:
+        return []
+    grid = chips.reader.grid
+    embeddings = predictor.embed(np.stack([s.image for s in samples]))
+    detections: list[Detection] = []
+    for j, sample in enumerate(samples):
+        detections += _chip_detections(
+            sample, grid, predictor, embeddings[j : j + 1], settings, prompts
+        )
+    return detections
+
+
+def scene_frame(
+    detections: list[Detection], crs: Any, settings: DetectSettings
+) -> gpd.GeoDataFrame:
+    """Stitched ship polygons in `crs` with a score each (before attributes)."""
+    geoms, scores = stitch(detections)
+    frame = gpd.GeoDataFrame({"score": np.round(scores, 4)}, geometry=geoms, crs=crs)
+    if settings.simplify:
+        frame.geometry = frame.geometry.simplify(settings.simplify, preserve_topology=True)
+    return frame
+
+
 def detect_scene(
     chips: SceneChips,
     predictor: ChipPredictor,
@@ -93,30 +163,15 @@ def detect_scene(
     progress: Callable[[int, int], None] | None = None,
 ) -> gpd.GeoDataFrame:
     """Ship polygons of one open scene in its CRS, with a score each (before attributes)."""
+    prompts = open_prompts(chips, prompt_layer_path, prompt_layer_name)
     detections: list[Detection] = []
-    grid = chips.reader.grid
-    prompts = (
-        PromptLayer(prompt_layer_path, grid.crs, prompt_layer_name, chips.scene_name)
-        if prompt_layer_path is not None
-        else None
-    )
-    todo = chips.chips
-    for start in range(0, len(todo), settings.batch_chips):
-        samples = [chips.sample(c) for c in todo[start : start + settings.batch_chips]]
-        samples = [s for s in samples if s.valid.any()]
-        if samples:
-            embeddings = predictor.embed(np.stack([s.image for s in samples]))
-            for j, sample in enumerate(samples):
-                detections += _chip_detections(
-                    sample, grid, predictor, embeddings[j : j + 1], settings, prompts
-                )
+    done, total = 0, len(chips.chips)
+    for batch in chip_batches(chips.chips, settings.batch_chips):
+        detections += detect_chips(chips, batch, predictor, settings, prompts)
+        done += len(batch)
         if progress is not None:
-            progress(min(start + settings.batch_chips, len(todo)), len(todo))
-    geoms, scores = stitch(detections)
-    frame = gpd.GeoDataFrame({"score": np.round(scores, 4)}, geometry=geoms, crs=grid.crs)
-    if settings.simplify:
-        frame.geometry = frame.geometry.simplify(settings.simplify, preserve_topology=True)
-    return frame
+            progress(done, total)
+    return scene_frame(detections, chips.reader.grid.crs, settings)
 
 
 def _chip_detections(
@@ -150,45 +205,89 @@ def detect(
     preview: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> dict[str, gpd.GeoDataFrame]:
     """Detect ships on `scenes` and write one layer per scene (named after it) to `output`.
 
     Chip size, overlap, bands and stretch come from the model's metadata; `chip_overrides`
     (e.g. ``{"overlap": 64}``) replaces single fields. With several scenes, `mask_raster` and
     `preview` get the scene name appended (``mask_<scene>.tif``).
+
+    Detection runs in this process by default. With `scheduler` (the address of a running Dask
+    scheduler, e.g. ``tcp://host:8786``) or `workers` (start a local Dask cluster of that many
+    processes), batches of chips run as Dask tasks instead and the layers are the same; see
+    `geosam.pipelines.distributed_detect`. This needs the ``dask`` extra.
+
+    `progress(scene, done, total)` is called with the chips done so far.
     """
     settings = settings or DetectSettings()
+    on_cluster = scheduler is not None or workers is not None
+    if on_cluster:
+        from geosam.pipelines.distributed_detect import check_cluster_options
+
+        check_cluster_options(scheduler, workers)
     extras = {"mask": mask_raster, "preview": preview}
     targets = [Path(output)] + [
         per_scene_path(p, Path(sc).stem, len(scenes)) for p in extras.values() if p for sc in scenes
     ]
     for target in targets:
         refuse_existing(target, overwrite)
-    device = pick_device(settings.device)
-    model, meta = load_detector(model_path, device, checkpoint)
-    chip_settings = ChipSettings.from_dict(meta["chip_settings"])
-    if chip_overrides:
-        chip_settings = replace(chip_settings, **chip_overrides)
-    predictor = ChipPredictor(model, device)
-    layers: dict[str, gpd.GeoDataFrame] = {}
-    for scene in scenes:
-        name = Path(scene).stem
+    names = [Path(scene).stem for scene in scenes]
 
-        def report(done: int, total: int, name: str = name) -> None:
+    def report(name: str) -> Callable[[int, int], None]:
+        def scene_progress(done: int, total: int) -> None:
             if progress is not None:
                 progress(name, done, total)
 
-        # One open scene serves detection, the mask raster and the preview (one stretch).
-        with SceneChips(scene, settings=chip_settings) as chips:
-            frame = detect_scene(chips, predictor, settings, prompts, prompts_layer, report)
-            layers[name] = _with_attributes(frame, name, Path(model_path))
-            log.info("%s: %d ships", name, len(frame))
-            if mask_raster:
-                path = per_scene_path(mask_raster, name, len(scenes))
-                write_mask_raster(path, chips.reader, layers[name])
-            if preview:
-                path = per_scene_path(preview, name, len(scenes))
-                write_preview(path, chips.reader, layers[name])
+        return scene_progress
+
+    def finish(name: str, chips: SceneChips, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        layer = _with_attributes(frame, name, Path(model_path))
+        log.info("%s: %d ships", name, len(frame))
+        if mask_raster:
+            write_mask_raster(per_scene_path(mask_raster, name, len(scenes)), chips.reader, layer)
+        if preview:
+            write_preview(per_scene_path(preview, name, len(scenes)), chips.reader, layer)
+        return layer
+
+    found: dict[int, gpd.GeoDataFrame] = {}
+    if on_cluster:
+        from geosam.pipelines.distributed_detect import connect, detect_on_cluster
+
+        _, meta = load_model_file(model_path)  # the workers load the model itself
+        chip_settings = _chip_settings(meta, chip_overrides)
+        with connect(scheduler, workers) as client:
+            results = detect_on_cluster(
+                client,
+                scenes,
+                chip_settings,
+                settings,
+                model_path,
+                checkpoint,
+                prompts,
+                prompts_layer,
+                [report(name) for name in names],
+            )
+            for index, scene_settings, detections in results:
+                # Reopened with the stretch the workers used: the same pixels for the extras.
+                with SceneChips(scenes[index], settings=scene_settings) as chips:
+                    frame = scene_frame(detections, chips.reader.grid.crs, settings)
+                    found[index] = finish(names[index], chips, frame)
+    else:
+        device = pick_device(settings.device)
+        model, meta = load_detector(model_path, device, checkpoint)
+        chip_settings = _chip_settings(meta, chip_overrides)
+        predictor = ChipPredictor(model, device)
+        for index, scene in enumerate(scenes):
+            # One open scene serves detection, the mask raster and the preview (one stretch).
+            with SceneChips(scene, settings=chip_settings) as chips:
+                report_scene = report(names[index])
+                frame = detect_scene(
+                    chips, predictor, settings, prompts, prompts_layer, report_scene
+                )
+                found[index] = finish(names[index], chips, frame)
+    layers = {names[i]: found[i] for i in range(len(scenes))}
     write_ship_layers(output, layers, overwrite=overwrite)
     return layers
 
@@ -197,6 +296,11 @@ def per_scene_path(path: str | os.PathLike[str], scene: str, scenes: int) -> Pat
     """`path` itself for one scene, else ``<stem>_<scene><suffix>``."""
     p = Path(path)
     return p if scenes == 1 else p.with_name(f"{p.stem}_{scene}{p.suffix}")
+
+
+def _chip_settings(meta: dict[str, Any], overrides: dict[str, Any] | None) -> ChipSettings:
+    chip_settings = ChipSettings.from_dict(meta["chip_settings"])
+    return replace(chip_settings, **overrides) if overrides else chip_settings
 
 
 def _with_attributes(frame: gpd.GeoDataFrame, scene: str, model: Path) -> gpd.GeoDataFrame:
