@@ -127,7 +127,7 @@ def detect_chips(
         prompts: prompt layer in the scene CRS, or None for the prompter or point grid.
 
     Returns:
-        Polygons in the scene CRS with score and completeness, chip by chip.
+        The chips' detections (`geosam.geometry.stitch.Detection`), chip by chip.
     """
     samples = [chips.sample(chip) for chip in batch]
     samples = [s for s in samples if s.valid.any()]

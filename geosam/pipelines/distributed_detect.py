@@ -10,7 +10,7 @@ A task is one batch of chips of one scene (`BatchTask`): the scene path, the chi
 this process resolved for it (bands and stretch, so every worker sees the same pixels), the
 chips' grid positions, the model path and the detection settings; never pixels. The worker
 runs `geosam.pipelines.detect.detect_chips`, the same function as the in-process path, and
-sends back the detections (polygons in the scene CRS). Each worker process loads the model
+sends back the detections (`geosam.geometry.stitch.Detection`). Each worker process loads the model
 once and keeps the scenes it reads open for the next batch.
 
 Workers open files themselves, so they must see the scene, the model file, the prompt layer
