@@ -30,7 +30,17 @@ def data_dir() -> Path:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+    """Peak resident memory of this process so far, MiB.
+
+    Linux's VmHWM belongs to the process image, whereas getrusage's ru_maxrss survives exec and
+    would report the parent's peak for a child that stayed smaller.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

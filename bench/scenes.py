@@ -14,13 +14,13 @@ from bench.common import data_dir
 BLOCK = 512
 
 
-def uint16_scene(size: int) -> Path:
-    """A size x size 3-band uint16 GeoTIFF, tiled 512 px, uncompressed, in UTM 33N.
+def synthetic_scene(size: int, dtype: str = "uint16") -> Path:
+    """A size x size 3-band GeoTIFF (uint16 or uint8), tiled 512 px, uncompressed, in UTM 33N.
 
     Uncompressed so that the bare read loop is as fast as reading can be: any per-chip work
     geosam adds shows in the ratio instead of hiding behind decompression.
     """
-    path = data_dir() / f"scene_{size}_u16.tif"
+    path = data_dir() / f"scene_{size}_{dtype}.tif"
     if path.exists():
         return path
     profile = {
@@ -28,7 +28,7 @@ def uint16_scene(size: int) -> Path:
         "width": size,
         "height": size,
         "count": 3,
-        "dtype": "uint16",
+        "dtype": dtype,
         "crs": "EPSG:32633",
         "transform": from_origin(500000.0, 6000000.0, 3.0, 3.0),
         "tiled": True,
@@ -44,7 +44,10 @@ def uint16_scene(size: int) -> Path:
             rows = min(BLOCK, size - row)
             base = np.linspace(300, 2500, size, dtype=np.float32)[None, :]
             noise = rng.normal(0, 120, (3, rows, size)).astype(np.float32)
-            block = np.clip(base + noise + np.arange(3)[:, None, None] * 200, 0, 65535)
-            dst.write(block.astype(np.uint16), window=Window(0, row, size, rows))
+            block = base + noise + np.arange(3)[:, None, None] * 200
+            if dtype == "uint8":
+                block = block / 16
+            top = np.iinfo(dtype).max
+            dst.write(np.clip(block, 0, top).astype(dtype), window=Window(0, row, size, rows))
     tmp.rename(path)
     return path

@@ -239,3 +239,32 @@ def test_missing_and_non_raster_scenes_are_refused(tmp_path):
     (tmp_path / "notes.tif").write_text("not a raster\n")
     with pytest.raises(SceneError, match="not a raster"):
         SceneReader(tmp_path / "notes.tif")
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "uint8", "int8", "float32", "int32"])
+def test_lookup_table_stretch_equals_the_arithmetic_one(dtype):
+    stretch = Stretch((1, 2, 3), (100.0, -50.0, 0.0), (3000.0, 20000.0, 1.0))
+    rng = np.random.default_rng(1)
+    if np.dtype(dtype).kind == "f":
+        pixels = rng.normal(0, 1000, (3, 40, 50)).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        pixels = rng.integers(info.min, info.max, (3, 40, 50), endpoint=True).astype(dtype)
+    np.testing.assert_array_equal(stretch.apply(pixels), stretch.scale(pixels))
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "float32"])
+def test_estimated_percentiles_equal_numpy_on_the_sampled_pixels(tmp_path, dtype):
+    rng = np.random.default_rng(2)
+    data = rng.integers(-3000, 9000, (3, 90, 70)).astype(dtype)
+    if dtype == "uint16":
+        data = np.abs(data.astype(np.int32)).astype(dtype)
+    data[:, :5, :5] = 7  # nodata corner, left out
+    path = write_raster(tmp_path / "s.tif", data, nodata=7)
+    with SceneReader(path) as reader:
+        stretch = reader.stretch
+    for i in range(3):
+        values = data[i][data[i] != 7].astype(float)
+        lo, hi = np.percentile(values, [2, 98])
+        assert stretch.low[i] == pytest.approx(lo, abs=1e-9)
+        assert stretch.high[i] == pytest.approx(hi, abs=1e-9)

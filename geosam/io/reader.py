@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +21,8 @@ import numpy as np
 import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
 
 from geosam.errors import BandError
 from geosam.geometry.grid import Chip, chip_grid
@@ -33,7 +36,7 @@ log = logging.getLogger(__name__)
 # holds the blocks neighbouring chips share, so memory stays flat with the scene size. A
 # GDAL_CACHEMAX set by the user in the environment wins.
 READ_CACHE_BYTES = 128 * 2**20
-READ_AHEAD = 2
+READ_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -117,35 +120,55 @@ class SceneReader:
             return self._to_image(chip, self._read_raw(chip))
 
     def read_chips(self, chips: Sequence[Chip]) -> Iterator[ChipImage]:
-        """Chips in order, the next ones read in a background thread while this one is used.
+        """Chips in order, read and stretched ahead by a few threads while this one is used.
 
-        Reading (GDAL, which releases the GIL) overlaps the stretch and whatever the caller
-        does with each chip. The scene must not be read otherwise until the iterator is done.
+        GDAL reads release the GIL and so does most of the stretch, so reading overlaps the
+        caller's work and, on several cores, itself. Each thread reads through its own handle
+        on the scene (GDAL handles are not thread-safe); all are closed when iteration ends.
         """
-        with (
-            self._read_env(),
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosam-read") as pool,
-        ):
-            pending: deque[tuple[Chip, Future[NDArray[np.generic]]]] = deque()
-            queue = iter(chips)
-            for chip in queue:
-                pending.append((chip, pool.submit(self._read_raw, chip)))
-                if len(pending) > READ_AHEAD:
-                    done, raw = pending.popleft()
-                    yield self._to_image(done, raw.result())
-            while pending:
-                done, raw = pending.popleft()
-                yield self._to_image(done, raw.result())
+        local = threading.local()
+        handles: list[tuple[DatasetReader, DatasetReader | WarpedVRT]] = []
+        lock = threading.Lock()
+
+        def read(chip: Chip) -> ChipImage:
+            dataset = getattr(local, "dataset", None)
+            if dataset is None:
+                src = open_scene(self.path)
+                dataset = local.dataset = grid_dataset(src, self.grid, self.nodata)
+                with lock:
+                    handles.append((src, dataset))
+            return self._to_image(chip, self._read_raw(chip, dataset))
+
+        threads = max(1, min(READ_THREADS, os.cpu_count() or 1))
+        try:
+            with (
+                self._read_env(),
+                ThreadPoolExecutor(threads, thread_name_prefix="geosam-read") as pool,
+            ):
+                pending: deque[Future[ChipImage]] = deque()
+                for chip in chips:
+                    pending.append(pool.submit(read, chip))
+                    if len(pending) > 2 * threads:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+        finally:
+            for src, dataset in handles:
+                if dataset is not src:
+                    dataset.close()
+                src.close()
 
     def _read_env(self) -> rasterio.Env | nullcontext[None]:
         if "GDAL_CACHEMAX" in os.environ:
             return nullcontext()
         return rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES)
 
-    def _read_raw(self, chip: Chip) -> NDArray[np.generic]:
+    def _read_raw(
+        self, chip: Chip, dataset: DatasetReader | WarpedVRT | None = None
+    ) -> NDArray[np.generic]:
         """(3, h, w) scene values of the chip's valid window, in chip channel order."""
         unique = sorted(set(self.bands))
-        raw = self._dataset.read(unique, window=chip.read_window)
+        raw = (dataset or self._dataset).read(unique, window=chip.read_window)
         if unique == list(self.bands):
             return raw
         return raw[[unique.index(b) for b in self.bands]]
