@@ -60,3 +60,11 @@ class DownloadError(GeosamError, OSError):
 
 class OutputFormatError(GeosamError, ValueError):
     """An output's extension names no supported format, or the format cannot hold the data."""
+
+
+class DaskMissingError(GeosamError, ImportError):
+    """A Dask cluster was asked for, but dask.distributed is not installed."""
+
+
+class ClusterError(GeosamError, RuntimeError):
+    """The Dask cluster cannot run the detection: bad options, no scheduler, dying workers."""

@@ -108,20 +108,20 @@ def open_prompts(
 
 
 def detect_chips(
-    chips: SceneChips,
-    batch: Sequence[Chip],
+    samples: Sequence[ChipSample],
+    grid: SceneGrid,
     predictor: ChipPredictor,
     settings: DetectSettings,
     prompts: PromptLayer | None,
 ) -> list[Detection]:
-    """Detections of one batch of chips of an open scene, in chip order (before stitching).
+    """Detections of a batch of read chips of one scene, in chip order (before stitching).
 
     Chips without a valid pixel are skipped; the others share one encoder call. This is the
     only place a chip is detected: in process and on a Dask worker alike.
 
     Args:
-        chips: the open scene.
-        batch: chips of its grid.
+        samples: the chips' pixels (from `SceneChips.samples` or `SceneChips.sample`).
+        grid: the scene's pixel grid.
         predictor: the model.
         settings: detection settings.
         prompts: prompt layer in the scene CRS, or None for the prompter or point grid.
@@ -129,11 +129,9 @@ def detect_chips(
     Returns:
         The chips' detections (`geosam.geometry.stitch.Detection`), chip by chip.
     """
-    samples = [chips.sample(chip) for chip in batch]
     samples = [s for s in samples if s.valid.any()]
     if not samples:
         return []
-    grid = chips.reader.grid
     embeddings = predictor.embed(np.stack([s.image for s in samples]))
     detections: list[Detection] = []
     for j, sample in enumerate(samples):
@@ -165,13 +163,17 @@ def detect_scene(
     """Ship polygons of one open scene in its CRS, with a score each (before attributes)."""
     prompts = open_prompts(chips, prompt_layer_path, prompt_layer_name)
     detections: list[Detection] = []
-    done, total = 0, len(chips.chips)
-    for batch in chip_batches(chips.chips, settings.batch_chips):
-        detections += detect_chips(chips, batch, predictor, settings, prompts)
-        done += len(batch)
-        if progress is not None:
-            progress(done, total)
-    return scene_frame(detections, chips.reader.grid.crs, settings)
+    grid, total = chips.reader.grid, len(chips.chips)
+    batch: list[ChipSample] = []
+    done = 0
+    for sample in chips.samples():  # read ahead in threads while the model works
+        batch.append(sample)
+        if len(batch) == settings.batch_chips or done + len(batch) == total:
+            detections += detect_chips(batch, grid, predictor, settings, prompts)
+            done, batch = done + len(batch), []
+            if progress is not None:
+                progress(done, total)
+    return scene_frame(detections, grid.crs, settings)
 
 
 def _chip_detections(

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from geosam.data.samples import SceneChips
 from geosam.data.settings import ChipSettings
-from geosam.errors import GeosamError
+from geosam.errors import ClusterError, DaskMissingError
 from geosam.geometry.grid import Chip
 from geosam.geometry.stitch import Detection
 from geosam.io.prompt_layer import PromptLayer
@@ -59,14 +59,6 @@ CONNECT_TIMEOUT = "30s"
 OPEN_SCENES = 2
 """Scenes each worker thread keeps open between tasks."""
 INSTALL_HINT = 'pip install "geosam-ships[dask]"'
-
-
-class DaskMissingError(GeosamError, ImportError):
-    """A Dask cluster was asked for, but dask.distributed is not installed."""
-
-
-class ClusterError(GeosamError, RuntimeError):
-    """The Dask cluster cannot run the detection: bad options, no scheduler, dying workers."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +245,8 @@ def detect_batch(task: BatchTask) -> list[Detection]:
     """Run on a worker: the detections of one batch, in chip order (see `detect_chips`)."""
     predictor = _worker_predictor(task.model, task.checkpoint, task.settings.device)
     chips, prompts = _worker_scene(task)
-    return detect_chips(chips, task.chips, predictor, task.settings, prompts)
+    samples = [chips.sample(chip) for chip in task.chips]
+    return detect_chips(samples, chips.reader.grid, predictor, task.settings, prompts)
 
 
 # Worker-process state: the model, loaded on a worker's first task and kept for the next ones
