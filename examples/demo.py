@@ -26,8 +26,9 @@ from geosam.errors import CheckpointError
 from geosam.model.checkpoints import resolve_checkpoint
 from geosam.pipelines.detect import DetectSettings, detect
 from geosam.pipelines.evaluate import evaluate
-from geosam.pipelines.finetune import FinetuneSettings, finetune
+from geosam.pipelines.finetune import finetune
 from geosam.pipelines.tile import tile_scene
+from geosam.pipelines.trainer import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 OUT = Path(__file__).resolve().parent / "output"

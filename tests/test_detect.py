@@ -13,7 +13,8 @@ from geosam.geometry.grid import chip_grid
 from geosam.geometry.stitch import masks_to_detections, stitch
 from geosam.io.ship_attributes import ship_attributes
 from geosam.pipelines.detect import DetectSettings, detect
-from geosam.pipelines.finetune import FinetuneSettings, finetune
+from geosam.pipelines.finetune import finetune
+from geosam.pipelines.trainer import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 GEOD = Geod(ellps="WGS84")

@@ -16,7 +16,8 @@ from geosam.cli.main import cli
 from geosam.errors import ClusterError, DaskMissingError
 from geosam.pipelines import detect as detect_module
 from geosam.pipelines.detect import DetectSettings, detect, scene_frame
-from geosam.pipelines.finetune import FinetuneSettings, finetune
+from geosam.pipelines.finetune import finetune
+from geosam.pipelines.trainer import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 distributed = pytest.importorskip("distributed")

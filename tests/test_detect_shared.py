@@ -7,7 +7,8 @@ from conftest import SHIPS_DEV, shared_path
 
 from geosam.pipelines.detect import DetectSettings, detect
 from geosam.pipelines.evaluate import evaluate
-from geosam.pipelines.finetune import FinetuneSettings, finetune
+from geosam.pipelines.finetune import finetune
+from geosam.pipelines.trainer import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 

@@ -9,7 +9,8 @@ from geosam.cli.main import cli
 from geosam.errors import CheckpointError, DeviceError, OutputExistsError, TrainingDataError
 from geosam.model.device import pick_device
 from geosam.model.model_file import load_model_file
-from geosam.pipelines.finetune import FinetuneSettings, finetune, resume_finetune
+from geosam.pipelines.finetune import finetune, resume_finetune
+from geosam.pipelines.trainer import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 FAST = FinetuneSettings(epochs=2, batch_chips=2, train_encoder=False, patience=100)

@@ -23,7 +23,8 @@ import torch.distributed as dist
 from geosam.errors import DeviceError
 from geosam.model.device import pick_device
 from geosam.pipelines.distributed import Ranks, launched
-from geosam.pipelines.finetune import FinetuneSettings, finetune, resume_finetune
+from geosam.pipelines.finetune import finetune, resume_finetune
+from geosam.pipelines.trainer import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 SETTINGS = FinetuneSettings(epochs=3, batch_chips=5, train_encoder=False, device="cpu")
@@ -44,7 +45,8 @@ needs_gloo = pytest.mark.skipif(
 STOP_AFTER = """
 import json, sys
 from pathlib import Path
-from geosam.pipelines.finetune import FinetuneSettings, finetune
+from geosam.pipelines.finetune import finetune
+from geosam.pipelines.trainer import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 scene, labels, out, settings, stop = sys.argv[1:]

@@ -5,7 +5,7 @@ from conftest import SHIPS_DEV, shared_path
 
 from geosam.data.prompts import PromptSettings
 from geosam.data.settings import ChipSettings
-from geosam.pipelines.finetune import FinetuneSettings, Trainer
+from geosam.pipelines.trainer import FinetuneSettings, Trainer
 from geosam.pipelines.training_data import TrainingPair, load_training_chips
 
 

@@ -16,7 +16,8 @@ from geosam.data.settings import ChipSettings
 from geosam.io.bands import parse_bands
 from geosam.model.registry import get_spec, model_names
 from geosam.pipelines.distributed import launched
-from geosam.pipelines.finetune import EpochEvent, FinetuneSettings, finetune, resume_finetune
+from geosam.pipelines.finetune import finetune, resume_finetune
+from geosam.pipelines.trainer import EpochEvent, FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair, read_manifest
 
 
