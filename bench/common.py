@@ -106,6 +106,26 @@ class Outcome:
 Benchmark = Callable[[bool], Outcome]
 
 
+def random_checkpoint(model_type: str) -> str | None:
+    """A checkpoint file of random `model_type` weights (None for `tiny`, which needs none).
+
+    No official weights exist offline; speed does not depend on the weights' values.
+    """
+    if model_type == "tiny":
+        return None
+    path = data_dir() / f"{model_type}_random.pth"
+    if not path.exists():
+        import torch
+
+        from geosam.model.registry import build_sam, get_spec
+
+        torch.manual_seed(0)
+        tmp = path.with_suffix(".part")
+        torch.save(build_sam(get_spec(model_type)).state_dict(), tmp)
+        tmp.rename(path)
+    return str(path)
+
+
 def machine() -> str:
     """One line describing where the figures were measured."""
     import torch

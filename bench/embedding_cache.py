@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import Outcome, Target, data_dir, in_child
+from bench.common import Outcome, Target, data_dir, in_child, random_checkpoint
 
 # Scene size per model so that each has several chips of its input size.
 SCENES = {"tiny": (1024, 768, 36), "vit_b": (2048, 1024, 40)}
@@ -42,7 +42,12 @@ def two_runs(model_type: str, epochs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="geosam-bench-cache-") as tmp:
         os.environ["GEOSAM_HOME"] = f"{tmp}/home"
         settings = FinetuneSettings(
-            model_type=model_type, epochs=epochs, train_encoder=False, patience=epochs, seed=0
+            model_type=model_type,
+            checkpoint=random_checkpoint(model_type),
+            epochs=epochs,
+            train_encoder=False,
+            patience=epochs,
+            seed=0,
         )
         runs = []
         for n in (1, 2):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Outcome, Target, in_child
+from bench.common import Outcome, in_child, random_checkpoint
 
 PROMPTS_PER_CHIP = 16
 
@@ -30,7 +30,7 @@ def _predictor(model_type: str, device: str) -> Any:
     from geosam.model.shipsam import ShipSam
 
     torch.manual_seed(0)
-    sam, _ = load_sam(model_type)
+    sam, _ = load_sam(model_type, random_checkpoint(model_type))
     model = ShipSam(sam, RANDOM_INIT, False).to(device).eval()
     return ChipPredictor(model, torch.device(device))
 
@@ -121,7 +121,12 @@ def training_speed(model_type: str, epochs: int) -> dict[str, Any]:
     chips, resolved = load_training_chips(
         [TrainingPair(scene, labels)], ChipSettings(size=size, overlap=size // 8)
     )
-    settings = FinetuneSettings(model_type=model_type, train_encoder=False, cache=False)
+    settings = FinetuneSettings(
+        model_type=model_type,
+        checkpoint=random_checkpoint(model_type),
+        train_encoder=False,
+        cache=False,
+    )
     prompts = PromptSettings()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(chips, resolved[0], settings, prompts, Path(tmp))
@@ -144,7 +149,7 @@ def training_speed(model_type: str, epochs: int) -> dict[str, Any]:
 def run(quick: bool) -> Outcome:
     import torch
 
-    figures, targets = [], []
+    figures: list[str] = []
     cases = [("tiny", 16, 1), ("tiny", 16, 4)]
     if not quick:
         cases += [("vit_b", 2, 1), ("vit_b", 2, 2)]
@@ -156,13 +161,10 @@ def run(quick: bool) -> Outcome:
             f"detect {model_type} on CPU, encoder batch {batch}: {r['chips_per_s']:.3g} chips/s "
             f"({r['chips']} chips, {PROMPTS_PER_CHIP} box prompts each)"
         )
-    targets.append(
-        Target(
-            "tiny chips/s batch 4 / batch 1 (batching never slower)",
-            speed[("tiny", 4)] / speed[("tiny", 1)],
-            0.9,
-            at_least=True,
-        )
+    # The issue sets no target here: figures only. On a CPU batching the encoder is about
+    # neutral (its matrix products already use every core); on a GPU it is what fills it.
+    figures.append(
+        f"tiny encoder batch 4 / batch 1: {speed[('tiny', 4)] / speed[('tiny', 1)]:.2f}x"
     )
     if torch.cuda.is_available():
         g = in_child("model_speed:gpu_detection", model_type="vit_b")
@@ -179,4 +181,4 @@ def run(quick: bool) -> Outcome:
             f"({r['steps']} steps of up to {r['max_prompts_per_step']} prompts, "
             f"{r['train_chips']} train chips)"
         )
-    return Outcome("Detection throughput and training steps (model layer)", figures, targets)
+    return Outcome("Detection throughput and training steps (model layer)", figures, [])

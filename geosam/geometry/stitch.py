@@ -149,7 +149,7 @@ def _overlapping(masks: list[MaskCrop], min_ratio: float) -> dict[int, list[tupl
     inside = (
         np.maximum(boxes[left, 0], boxes[right, 0]) < np.minimum(boxes[left, 2], boxes[right, 2])
     ) & (np.maximum(boxes[left, 1], boxes[right, 1]) < np.minimum(boxes[left, 3], boxes[right, 3]))
-    areas = [int(m.pixels.sum()) for m in masks]
+    areas = [int(np.count_nonzero(m.pixels)) for m in masks]
     neighbours: dict[int, list[tuple[int, float]]] = {}
     for a, b in zip(left[inside].tolist(), right[inside].tolist(), strict=True):
         ratio = shared_pixels(masks[a], masks[b]) / max(1, min(areas[a], areas[b]))
