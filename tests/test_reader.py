@@ -268,3 +268,49 @@ def test_estimated_percentiles_equal_numpy_on_the_sampled_pixels(tmp_path, dtype
         lo, hi = np.percentile(values, [2, 98])
         assert stretch.low[i] == pytest.approx(lo, abs=1e-9)
         assert stretch.high[i] == pytest.approx(hi, abs=1e-9)
+
+
+def nodata_scene(tmp_path, width, height, count, dtype):
+    rng = np.random.default_rng(5)
+    data = rng.integers(1, 4000 if dtype == "uint16" else 255, (count, height, width)).astype(dtype)
+    data[:, rng.random((height, width)) < 0.05] = 0  # scattered nodata
+    data[:, :7, :] = 0  # a nodata border
+    return write_raster(tmp_path / "nd.tif", data, nodata=0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "size", "overlap", "options"),
+    [
+        ("uint8", 64, 16, {}),
+        ("uint16", 48, 12, {}),
+        ("uint16", 64, 30, {"gsd": 1.5}),
+        ("small", 64, 16, {}),
+        ("one-band", 40, 8, {}),
+    ],
+)
+@pytest.mark.parametrize("order", ["grid", "reversed", "every-other", "one"])
+def test_chips_read_ahead_equal_chips_read_one_by_one(
+    tmp_path, make_scene, kind, size, overlap, options, order
+):
+    if kind == "uint8":
+        path = make_scene(width=150, height=100)
+    elif kind == "small":
+        path = make_scene(width=40, height=30, dtype="uint16")
+    elif kind == "one-band":
+        path = nodata_scene(tmp_path, 97, 61, 1, "uint8")
+    else:
+        path = nodata_scene(tmp_path, 131, 117, 3, "uint16")
+    with SceneReader(path, **options) as reader:
+        chips = reader.chips(size, overlap)
+        chips = {
+            "grid": chips,
+            "reversed": chips[::-1],
+            "every-other": chips[::2],
+            "one": chips[-1:],
+        }[order]
+        ahead = list(reader.read_chips(chips))
+        assert [a.chip for a in ahead] == chips
+        for got in ahead:
+            want = reader.read(got.chip)
+            np.testing.assert_array_equal(got.image, want.image)
+            np.testing.assert_array_equal(got.valid, want.valid)
