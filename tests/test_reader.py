@@ -1,5 +1,6 @@
 """SceneReader: chip pixels, transforms, padding, bands, stretch, nodata and resampling."""
 
+import gc
 import json
 
 import numpy as np
@@ -7,9 +8,10 @@ import pytest
 import rasterio
 from affine import Affine
 from conftest import TRANSFORM, write_raster
+from rasterio.env import get_gdal_config
 
 from geosam.errors import BandError, InputNotFoundError, SceneError
-from geosam.io.reader import SceneReader
+from geosam.io.reader import READ_CACHE_BYTES, SceneReader
 from geosam.io.stretch import Stretch, load_stretch, save_stretch
 
 
@@ -314,3 +316,21 @@ def test_chips_read_ahead_equal_chips_read_one_by_one(
             want = reader.read(got.chip)
             np.testing.assert_array_equal(got.image, want.image)
             np.testing.assert_array_equal(got.valid, want.valid)
+
+
+def test_block_cache_is_capped_while_reading_and_restored_after(make_scene, monkeypatch):
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    before = get_gdal_config("GDAL_CACHEMAX")
+    path = make_scene(width=150, height=100)
+    with SceneReader(path) as reader:
+        chips = reader.chips(64, 16)
+        finished = reader.read_chips(chips)
+        abandoned = reader.read_chips(chips)
+        next(finished)
+        next(abandoned)
+        assert get_gdal_config("GDAL_CACHEMAX") == READ_CACHE_BYTES
+        assert len(list(finished)) == len(chips) - 1
+        assert get_gdal_config("GDAL_CACHEMAX") == READ_CACHE_BYTES  # one reader still open
+        del abandoned
+        gc.collect()
+    assert get_gdal_config("GDAL_CACHEMAX") == before

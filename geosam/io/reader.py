@@ -12,15 +12,15 @@ import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
-import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import Resampling
+from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 
@@ -37,6 +37,37 @@ log = logging.getLogger(__name__)
 # GDAL_CACHEMAX set by the user in the environment wins.
 READ_CACHE_BYTES = 128 * 2**20
 READ_THREADS = 2
+
+_cache_lock = threading.Lock()
+_cache_readers = 0
+_cache_before: object = None
+
+
+@contextmanager
+def bounded_block_cache() -> Iterator[None]:
+    """GDAL's block cache capped at READ_CACHE_BYTES while any chip reading is under way.
+
+    The cap is process-wide in GDAL, so it goes through GDAL's global configuration, counted:
+    the first reader sets it, the last one puts the previous value back. (A rasterio.Env would
+    push onto a per-thread stack that must unwind in order, which a chip iterator abandoned
+    half-way and collected later does not do.) A GDAL_CACHEMAX in the environment wins.
+    """
+    global _cache_readers, _cache_before
+    if "GDAL_CACHEMAX" in os.environ:
+        yield
+        return
+    with _cache_lock:
+        if _cache_readers == 0:
+            _cache_before = get_gdal_config("GDAL_CACHEMAX")
+            set_gdal_config("GDAL_CACHEMAX", READ_CACHE_BYTES)
+        _cache_readers += 1
+    try:
+        yield
+    finally:
+        with _cache_lock:
+            _cache_readers -= 1
+            if _cache_readers == 0:  # GDAL_CACHEMAX always reads as the size in force
+                set_gdal_config("GDAL_CACHEMAX", _cache_before)
 
 
 @dataclass(frozen=True)
@@ -116,7 +147,7 @@ class SceneReader:
 
     def read(self, chip: Chip) -> ChipImage:
         """Read one chip: a windowed read of the valid part, padded with zeros to full size."""
-        with self._read_env():
+        with bounded_block_cache():
             return self._to_image(chip, self._read_raw(chip))
 
     def read_chips(self, chips: Sequence[Chip]) -> Iterator[ChipImage]:
@@ -142,7 +173,7 @@ class SceneReader:
         threads = max(1, min(READ_THREADS, os.cpu_count() or 1))
         try:
             with (
-                self._read_env(),
+                bounded_block_cache(),
                 ThreadPoolExecutor(threads, thread_name_prefix="geosam-read") as pool,
             ):
                 pending: deque[Future[ChipImage]] = deque()
@@ -158,26 +189,32 @@ class SceneReader:
                     dataset.close()
                 src.close()
 
-    def _read_env(self) -> rasterio.Env | nullcontext[None]:
-        if "GDAL_CACHEMAX" in os.environ:
-            return nullcontext()
-        return rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES)
-
     def _read_raw(
         self, chip: Chip, dataset: DatasetReader | WarpedVRT | None = None
     ) -> NDArray[np.generic]:
         """(3, h, w) scene values of the chip's valid window, in chip channel order."""
         unique = sorted(set(self.bands))
-        raw = (dataset or self._dataset).read(unique, window=chip.read_window)
+        return self._in_chip_order((dataset or self._dataset).read(unique, window=chip.read_window))
+
+    def _in_chip_order(self, raw: NDArray[np.generic]) -> NDArray[np.generic]:
+        """Bands read as sorted(set(bands)) rearranged to R, G, B (a repeated band repeats)."""
+        unique = sorted(set(self.bands))
         if unique == list(self.bands):
             return raw
         return raw[[unique.index(b) for b in self.bands]]
 
-    def _to_image(self, chip: Chip, pixels: NDArray[np.generic]) -> ChipImage:
+    def _model_pixels(
+        self, pixels: NDArray[np.generic]
+    ) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
+        """(3, h, w) scene values to uint8 model pixels (nodata 0) and their valid mask."""
         valid = self._valid_mask(pixels)
         image = self.stretch.apply(pixels) if self.stretch is not None else pixels.astype(np.uint8)
         if not valid.all():
             image[:, ~valid] = 0
+        return image, valid
+
+    def _to_image(self, chip: Chip, pixels: NDArray[np.generic]) -> ChipImage:
+        image, valid = self._model_pixels(pixels)
         h, w = valid.shape
         if (h, w) == (chip.size, chip.size):
             return ChipImage(chip, image, valid)
@@ -196,10 +233,7 @@ class SceneReader:
         raw = self._dataset.read(
             unique, out_shape=(len(unique), height, width), resampling=Resampling.average
         )
-        pixels = raw[[unique.index(b) for b in self.bands]]
-        image = self.stretch.apply(pixels) if self.stretch is not None else pixels.astype(np.uint8)
-        image[:, ~self._valid_mask(pixels)] = 0
-        return image
+        return self._model_pixels(self._in_chip_order(raw))[0]
 
     def _valid_mask(self, pixels: NDArray[np.generic]) -> NDArray[np.bool_]:
         """True where any chip band holds data (GDAL's per-dataset mask convention)."""
