@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,24 @@ def harbour(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     finally:
         sys.path.remove(str(EXAMPLES))
     return make_harbour(tmp_path_factory.mktemp("harbour"), width=512, height=384, ships=14)
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for the block: tiny models spin-wait badly on a busy 2-core machine,
+    and one thread is what Dask workers use (distributed sets OMP_NUM_THREADS=1 in them)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread() -> Iterator[None]:
+    """`one_torch_thread` for a whole test module (``pytest.mark.usefixtures``)."""
+    with one_torch_thread():
+        yield

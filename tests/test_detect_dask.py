@@ -9,8 +9,8 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 import shapely
-import torch
 from click.testing import CliRunner
+from conftest import one_torch_thread
 
 from geosam.cli.main import cli
 from geosam.errors import ClusterError, DaskMissingError
@@ -58,16 +58,11 @@ def run_detect(scene, model, out, prompts, **cluster):
         stitched.extend(pickle.dumps(d) for d in detections)
         return scene_frame(detections, crs, settings)
 
-    # Dask workers run torch on one thread (distributed sets OMP_NUM_THREADS=1 in them); the
-    # in-process run must too, or float sums in another order change scores in the 7th digit.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(detect_module, "scene_frame", spy)
-            detect([scene], model, out, SETTINGS, prompts=prompts, **cluster)
-    finally:
-        torch.set_num_threads(threads)
+    # Dask workers run torch on one thread; the in-process run must too, or float sums in
+    # another order change scores in the 7th digit.
+    with one_torch_thread(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(detect_module, "scene_frame", spy)
+        detect([scene], model, out, SETTINGS, prompts=prompts, **cluster)
     return gpd.read_file(out, layer="harbour"), stitched
 
 

@@ -13,13 +13,7 @@ GRID, STRIDE = 16, 8.0
 SIZE = int(GRID * STRIDE)  # 128 px chip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread; two spin-wait badly on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 BOXES = [
