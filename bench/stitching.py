@@ -83,7 +83,7 @@ def stitch_ships(n: int) -> dict[str, Any]:
             detections += crops_to_detections(crops, scores[kept], chip, side, side)
         detection_seconds += t["seconds"]
     with stopwatch() as t:
-        geoms, _ = stitch(detections)
+        geoms, _ = stitch(detections, transform)
     return {
         "ships": n,
         "chips": len(chips),

@@ -51,7 +51,7 @@ def test_known_mask_lands_on_its_coordinates_with_true_area(crs):
     chip = chip_grid(256, 256, transform, 128, 16)[0]
     mask = np.zeros((1, 128, 128), bool)
     mask[0, 40:50, 30:50] = True
-    geoms, _ = stitch(masks_to_detections(mask, np.array([0.9]), chip, 256, 256))
+    geoms, _ = stitch(masks_to_detections(mask, np.array([0.9]), chip, 256, 256), transform)
     assert len(geoms) == 1
     x0, y0 = transform @ (30, 50)
     x1, y1 = transform @ (50, 40)

@@ -54,9 +54,9 @@ def run_detect(scene, model, out, prompts, **cluster):
     """The layer `detect` writes, and the chip detections it stitched (pickled, to compare)."""
     stitched = []
 
-    def spy(detections, crs, settings):
+    def spy(detections, grid, settings):
         stitched.extend(pickle.dumps(d) for d in detections)
-        return scene_frame(detections, crs, settings)
+        return scene_frame(detections, grid, settings)
 
     # Dask workers run torch on one thread; the in-process run must too, or float sums in
     # another order change scores in the 7th digit.

@@ -22,7 +22,7 @@ def ship(col0, row0, col1, row1):
 def detection(col0, row0, col1, row1, score, complete):
     """A rectangular mask on the scene grid."""
     pixels = np.ones((row1 - row0, col1 - col0), dtype=bool)
-    return Detection(MaskCrop(row0, col0, pixels), score, complete, TRANSFORM)
+    return Detection(MaskCrop(row0, col0, pixels), score, complete)
 
 
 def detections_from_truth(truth):
@@ -47,7 +47,7 @@ def test_grid_corner_ship_and_long_ship_become_one_polygon_each():
     long_ship = ship(20, 200, 290, 210)  # spans every chip column: cut in all of them
     lone = ship(10, 10, 30, 20)
     truth = [corner, across, long_ship, lone]
-    geoms, scores = stitch(detections_from_truth(truth))
+    geoms, scores = stitch(detections_from_truth(truth), TRANSFORM)
     assert len(geoms) == len(truth)
     for expected in truth:
         best = max(geoms, key=lambda g: shapely.area(shapely.intersection(g, expected)))
@@ -63,21 +63,21 @@ def test_grid_corner_ship_and_long_ship_become_one_polygon_each():
 def test_complete_detection_wins_over_its_cut_pieces():
     whole = detection(10, 10, 40, 20, 0.5, complete=True)
     piece = detection(10, 10, 25, 20, 0.99, complete=False)
-    geoms, scores = stitch([piece, whole])
+    geoms, scores = stitch([piece, whole], TRANSFORM)
     assert len(geoms) == 1 and geoms[0].equals(ship(10, 10, 40, 20)) and scores[0] == 0.5
 
 
 def test_cut_pieces_of_one_ship_are_joined_and_keep_the_best_score():
     left = detection(10, 10, 30, 20, 0.6, complete=False)
     right = detection(25, 10, 50, 20, 0.8, complete=False)  # shares a 5 px strip
-    geoms, scores = stitch([left, right])
+    geoms, scores = stitch([left, right], TRANSFORM)
     assert len(geoms) == 1 and geoms[0].equals(ship(10, 10, 50, 20)) and scores[0] == 0.8
 
 
 def test_mask_outlines_keep_holes_and_land_on_pixel_edges():
     pixels = np.ones((6, 8), dtype=bool)
     pixels[2:4, 3:5] = False
-    geoms, _ = stitch([Detection(MaskCrop(100, 200, pixels), 0.9, True, TRANSFORM)])
+    geoms, _ = stitch([Detection(MaskCrop(100, 200, pixels), 0.9, True)], TRANSFORM)
     expected = ship(200, 100, 208, 106).difference(ship(203, 102, 205, 104))
     assert geoms[0].equals(expected) and len(geoms[0].interiors) == 1
 
@@ -85,14 +85,14 @@ def test_mask_outlines_keep_holes_and_land_on_pixel_edges():
 def test_neighbouring_ships_are_not_merged():
     a = detection(10, 10, 40, 20, 0.9, complete=True)
     b = detection(10, 20, 40, 30, 0.8, complete=True)  # shares an edge only
-    geoms, _ = stitch([a, b])
+    geoms, _ = stitch([a, b], TRANSFORM)
     assert len(geoms) == 2
 
 
 @pytest.mark.parametrize("n", [0, 1])
 def test_stitch_handles_tiny_inputs(n):
     dets = [detection(0, 0, 5, 5, 0.7, True)][:n]
-    geoms, scores = stitch(dets)
+    geoms, scores = stitch(dets, TRANSFORM)
     assert len(geoms) == len(scores) == n
 
 
@@ -105,7 +105,7 @@ def test_dense_harbour_of_ships_comes_out_once_each_with_pixel_exact_area():
             truth.append(ship(c0, r0, c0 + int(rng.integers(8, 22)), r0 + int(rng.integers(4, 15))))
     detections = detections_from_truth(truth)
     assert len(detections) > 1.2 * len(truth)  # many ships are seen by several chips
-    geoms, _ = stitch(detections)
+    geoms, _ = stitch(detections, TRANSFORM)
     assert len(geoms) == len(truth)
     tree = shapely.STRtree(truth)
     for geom in geoms:

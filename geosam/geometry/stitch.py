@@ -48,13 +48,11 @@ class Detection:
         mask: the mask cut to its box; row and col are scene-grid pixels.
         score: confidence in [0, 1].
         complete: True when the mask does not touch an interior chip edge.
-        transform: the scene grid's affine transform (pixel -> scene CRS).
     """
 
     mask: MaskCrop
     score: float
     complete: bool
-    transform: Affine
 
 
 def masks_to_detections(
@@ -82,13 +80,11 @@ def crops_to_detections(
         chip.col_off > 0,
         chip.col_off + chip.size < width,
     )
-    grid_transform = chip.transform @ Affine.translation(-chip.col_off, -chip.row_off)
     return [
         Detection(
             MaskCrop(crop.row + chip.row_off, crop.col + chip.col_off, crop.pixels),
             float(score),
             not touches_interior_edge(crop, chip.size, interior),
-            grid_transform,
         )
         for crop, score in zip(crops, scores, strict=True)
         if not crop.empty
@@ -97,10 +93,18 @@ def crops_to_detections(
 
 def stitch(
     detections: list[Detection],
+    transform: Affine,
     min_overlap: float = DEFAULT_MIN_OVERLAP,
     piece_overlap: float = DEFAULT_PIECE_OVERLAP,
 ) -> tuple[list[shapely.Geometry], NDArray[np.float64]]:
-    """One geometry (scene CRS) and score per ship, following the module's rule."""
+    """One geometry and score per ship, following the module's rule.
+
+    Args:
+        detections: chip detections on the scene grid.
+        transform: the scene grid's affine transform (pixel -> scene CRS).
+        min_overlap: overlap share that makes a detection a duplicate of a complete ship.
+        piece_overlap: overlap share that joins cut pieces into one ship.
+    """
     if not detections:
         return [], np.zeros(0)
     masks = [d.mask for d in detections]
@@ -135,7 +139,7 @@ def stitch(
     ships = [members for members in ships if members]
     merged = [_union([masks[j] for j in members]) for members in ships]
     best = np.array([scores[members].max() for members in ships])
-    return masks_to_polygons(merged, detections[0].transform), best
+    return masks_to_polygons(merged, transform), best
 
 
 def _overlapping(masks: list[MaskCrop], min_ratio: float) -> dict[int, list[tuple[int, float]]]:

@@ -142,11 +142,11 @@ def detect_chips(
 
 
 def scene_frame(
-    detections: list[Detection], crs: Any, settings: DetectSettings
+    detections: list[Detection], grid: SceneGrid, settings: DetectSettings
 ) -> gpd.GeoDataFrame:
-    """Stitched ship polygons in `crs` with a score each (before attributes)."""
-    geoms, scores = stitch(detections)
-    frame = gpd.GeoDataFrame({"score": np.round(scores, 4)}, geometry=geoms, crs=crs)
+    """Stitched ship polygons in the scene CRS with a score each (before attributes)."""
+    geoms, scores = stitch(detections, grid.transform)
+    frame = gpd.GeoDataFrame({"score": np.round(scores, 4)}, geometry=geoms, crs=grid.crs)
     if settings.simplify:
         frame.geometry = frame.geometry.simplify(settings.simplify, preserve_topology=True)
     return frame
@@ -173,7 +173,7 @@ def detect_scene(
             done, batch = done + len(batch), []
             if progress is not None:
                 progress(done, total)
-    return scene_frame(detections, grid.crs, settings)
+    return scene_frame(detections, grid, settings)
 
 
 def _chip_detections(
@@ -274,7 +274,7 @@ def detect(
             for index, scene_settings, detections in results:
                 # Reopened with the stretch the workers used: the same pixels for the extras.
                 with SceneChips(scenes[index], settings=scene_settings) as chips:
-                    frame = scene_frame(detections, chips.reader.grid.crs, settings)
+                    frame = scene_frame(detections, chips.reader.grid, settings)
                     found[index] = finish(names[index], chips, frame)
     else:
         device = pick_device(settings.device)
