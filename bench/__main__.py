@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from bench import embedding_cache, model_speed, stitching, tiling
+from bench import accuracy, embedding_cache, model_speed, stitching, tiling
 from bench.common import Outcome, data_dir, machine
 
 BENCHMARKS = {
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "embedding_cache": embedding_cache.run,
     "stitching": stitching.run,
     "model_speed": model_speed.run,
+    "accuracy": accuracy.run,
 }
 
 

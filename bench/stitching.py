@@ -113,8 +113,9 @@ def run(quick: bool) -> Outcome:
         )
         for a, b in itertools.pairwise(results)
     ]
+    # Exactly one ship out per ship in: a lost ship counts as much as a split or extra one.
     targets += [
-        Target(f"ships out / ships in ({r['ships']})", r["polygons_out"] / r["ships"], 1.0)
+        Target(f"|ships out - ships in| ({r['ships']})", abs(r["polygons_out"] - r["ships"]), 0, "")
         for r in results
     ]
     last = results[-1]

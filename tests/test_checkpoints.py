@@ -75,7 +75,7 @@ def test_tiny_without_checkpoint_is_random():
     assert resolve_checkpoint("tiny", None) is None
     sam, base_hash = load_sam("tiny")
     assert base_hash == RANDOM_INIT
-    assert sam.image_encoder.patch_embed.proj.weight.shape == (128, 3, 8, 8)
+    assert sam.image_encoder.stem[0].weight.shape == (24, 3, 3, 3)  # the convolutional encoder
 
 
 def test_tiny_with_checkpoint(tiny_file):
@@ -160,11 +160,25 @@ def test_state_dict_with_missing_keys(tmp_path):
 
 def test_unregistered_shape(tmp_path):
     state = build_sam("tiny").state_dict()
-    state = {k: v for k, v in state.items() if not k.startswith("image_encoder.blocks.3.")}
-    path = tmp_path / "three_blocks.pth"
+    state = {k: v for k, v in state.items() if not k.startswith("image_encoder.stages.3.")}
+    path = tmp_path / "three_stages.pth"
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match="3-block, 128-wide encoder at 256 px"):
+    with pytest.raises(CheckpointError, match="an image encoder, which matches no model type"):
         load_sam("tiny", path)
+
+
+def test_unregistered_vit_shape_is_described(tmp_path):
+    with torch.device("meta"):
+        state = build_sam("vit_b").state_dict()
+    state = {
+        k: torch.zeros(v.shape) if "patch_embed" in k or "pos_embed" in k else torch.zeros(1)
+        for k, v in state.items()
+        if not k.startswith("image_encoder.blocks.11.")
+    }
+    path = tmp_path / "eleven_blocks.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="11-block, 768-wide encoder at 1024 px"):
+        load_sam("vit_b", path)
 
 
 @pytest.mark.parametrize("name", model_names())

@@ -165,3 +165,37 @@ def test_cli_finetune_and_its_errors(harbour, tmp_path):
             ["finetune", str(scene), str(labels), "--out", str(tmp_path / "c"), "--device", "cuda"],
         )
         assert cuda.exit_code == 1 and "no CUDA GPU" in cuda.output
+
+
+def test_steps_mode_resume_equals_uninterrupted_run(harbour, tmp_path):
+    pair = TrainingPair(*harbour)
+    steps = FinetuneSettings(
+        steps=6, val_every=2, batch_chips=2, train_encoder=False, patience=100, warmup_steps=2
+    )
+    finetune([pair], tmp_path / "straight", settings=steps)
+
+    def interrupt_after_two(event):
+        if event.metrics and event.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune([pair], tmp_path / "resumed", settings=steps, report=interrupt_after_two)
+    resume_finetune(tmp_path / "resumed")
+    assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+    rows = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert [int(r.split(",")[header.index("step")]) for r in rows[1:]] == [2, 4, 6]
+
+
+def test_model_file_holds_the_operating_point_chosen_on_validation(harbour, tmp_path):
+    from geosam.pipelines.validation import SCORE_GRID
+
+    finetune([TrainingPair(*harbour)], tmp_path / "run", settings=FAST)
+    _, meta = load_model_file(tmp_path / "run" / "model.pt")
+    point = meta["operating_point"]
+    assert point["min_score"] == meta["metrics"]["score_threshold"]
+    assert point["min_score"] in SCORE_GRID.tolist()
+    assert 0 < point["prompter_threshold"] < point["min_score"] or point["min_score"] <= 0.1
+    # The harbour's longest hull is about 80 px (40 m at 0.5 m): the stitch limit is above it.
+    assert 60 < point["max_ship_length_px"] < 200
+    assert meta["prompt_settings"]["dense_box"] is True

@@ -143,3 +143,19 @@ def test_split_is_deterministic_and_independent_of_input_order():
     assert fell_back == first[2]
     assert positions(shuffled, train) == positions(chips, first[0])
     assert positions(shuffled, val) == positions(chips, first[1])
+
+
+def test_an_unsplittable_scene_only_trains_and_validation_never_scores_a_training_chip():
+    # Scene "a" splits; scene "small" has a single annotated chip and cannot.
+    small = grid("small", ships=lambda c: 2 if (c.col_off, c.row_off) == (96, 48) else 0)
+    chips = grid("a") + small
+    train, val, fell_back = spatial_split(chips, 0.2)
+    assert not fell_back
+    assert not set(train) & set(val)
+    assert all(chips[v].scene == "a" for v in val)
+    assert {i for i, c in enumerate(chips) if c.scene == "small"} <= set(train)
+    for v in val:  # no training chip overlaps a validation chip of its scene
+        assert not any(
+            chips[t].scene == chips[v].scene and overlaps(chips[t].chip, chips[v].chip)
+            for t in train
+        )

@@ -47,16 +47,16 @@ from geosam.pipelines.detect import DetectSettings, detect
 @click.option(
     "--min-score",
     type=click.FloatRange(0, 1),
-    default=0.3,
-    show_default=True,
-    help="Keep ships scoring at least this (prompter centre score x predicted IoU).",
+    default=None,
+    help="Keep ships scoring at least this (prompter centre score x predicted IoU). "
+    "Default: the threshold with the best F1 on the validation chips, stored in the model.",
 )
 @click.option(
     "--prompter-threshold",
     type=click.FloatRange(0, 1),
-    default=0.3,
-    show_default=True,
-    help="Minimum centre score of a proposed ship.",
+    default=None,
+    help="Minimum centre score of a proposed ship. Default: the model's (0.1 for models "
+    "trained by this version).",
 )
 @click.option(
     "--simplify",
@@ -119,8 +119,8 @@ def detect_cmd(
     prompts: Path | None,
     prompts_layer: str | None,
     point_grid: int | None,
-    min_score: float,
-    prompter_threshold: float,
+    min_score: float | None,
+    prompter_threshold: float | None,
     simplify: float | None,
     overlap: int | None,
     bands: str | None,

@@ -26,14 +26,17 @@ class PromptSettings:
         box_jitter: each box edge moves by up to this share of the box side.
         point_share: share of ship prompts given as one point instead of a box.
         background_points: background point prompts (empty target) per chip and step.
+        dense_box: boxes also reach the decoder as SAM's mask input, in training and in
+            detection alike (see `geosam.model.decoder`).
     """
 
     ships_per_chip: int = 8
     box_jitter: float = 0.1
-    point_share: float = 0.25
-    background_points: int = 2
+    point_share: float = 0.2
+    background_points: int = 1
+    dense_box: bool = True
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | bool]:
         """JSON-ready form."""
         return asdict(self)
 

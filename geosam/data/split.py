@@ -3,8 +3,9 @@
 Overlapping chips share pixels, so a random split would leak validation ships into training.
 Per scene, the eastmost chips holding at least `val_fraction` of the scene's ships become
 validation, and training chips that overlap any validation chip are left out. A scene that
-cannot be split that way (one annotated chip, one-shot) validates on its training chips, and
-the caller warns.
+cannot be split that way (one annotated chip) only trains, so validation never scores a chip
+the model trained on. Only when no scene can be split at all (one-shot on a single chip) does
+the run validate on its training chips, and the caller warns.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def spatial_split(
         by_scene[c.scene].append(i)
     train: list[int] = []
     val: list[int] = []
-    fell_back = False
+    unsplit: list[int] = []
     for indices in by_scene.values():
         total = sum(chips[i].ships for i in indices)
         annotated = [i for i in indices if chips[i].ships > 0]
@@ -67,10 +68,12 @@ def spatial_split(
             if i not in scene_val
             and not any(_overlaps(chips[i].chip, chips[v].chip) for v in scene_val)
         ]
-        if annotated and (not scene_val or not any(chips[i].ships for i in scene_train)):
-            fell_back = True
-            scene_train = list(indices)
-            scene_val = list(annotated)
+        if not scene_val or not any(chips[i].ships for i in scene_train):
+            train.extend(indices)  # too small to split: it trains only
+            unsplit.extend(i for i in annotated)
+            continue
         train.extend(scene_train)
         val.extend(scene_val)
-    return sorted(train), sorted(val), fell_back
+    if val or not unsplit:
+        return sorted(train), sorted(val), False
+    return sorted(train), sorted(unsplit), True

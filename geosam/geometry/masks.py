@@ -1,23 +1,28 @@
-"""Chip masks: cropping to their boxes, duplicate suppression, and polygons in the scene CRS.
+"""Chip masks: cropping to their boxes, pixel overlaps, duplicate suppression, and polygons.
 
 A ship covers a few hundred pixels of a 1024 px chip, so masks are handled as `MaskCrop`s
 (the mask cut to its bounding box) as soon as they leave the model: every later step costs
 what the ships cover, not P x the chip. Polygons for all masks of a chip come from one GDAL
 polygonize call over an *atlas*, an image where the crops sit side by side, each with its own
 label value; each polygon is then moved back to its crop's place and through the chip transform
-in one vectorised step.
+in one vectorised step. For stitched ships (`one_part`), pixels of a crop that touch only at a
+corner are first joined through one of the two pixels between them, so a body that is one
+8-connected part polygonises as one ring, and each crop keeps only its largest part's outline.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import shapely
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio.features import shapes
+
+Labels = TypeVar("Labels", bound=np.generic)
 
 ATLAS_WIDTH = 2048
 ATLAS_CROPS = 4096  # crops per polygonize call: bounds the atlas to a few MB
@@ -111,8 +116,28 @@ def shared_pixels(a: MaskCrop, b: MaskCrop) -> int:
     return int(np.count_nonzero(window_a & window_b))
 
 
+def pixels_in(mask: MaskCrop, window: tuple[int, int, int, int]) -> int:
+    """Set pixels of `mask` inside `window` (row0, col0, row1, col1, end exclusive, one grid)."""
+    m0, m1, m2, m3 = mask.box
+    r0, c0 = max(m0, window[0]), max(m1, window[1])
+    r1, c1 = min(m2, window[2]), min(m3, window[3])
+    if r0 >= r1 or c0 >= c1:
+        return 0
+    return int(np.count_nonzero(mask.pixels[r0 - m0 : r1 - m0, c0 - m1 : c1 - m1]))
+
+
+def touching(a: MaskCrop, b: MaskCrop) -> bool:
+    """Whether two masks on one grid share a pixel or have 8-adjacent pixels."""
+    h, w = a.pixels.shape
+    grown = np.zeros((h + 2, w + 2), dtype=bool)
+    for dr in range(3):
+        for dc in range(3):
+            grown[dr : dr + h, dc : dc + w] |= a.pixels
+    return shared_pixels(MaskCrop(a.row - 1, a.col - 1, grown), b) > 0
+
+
 def touches_interior_edge(
-    crop: MaskCrop, size: int, interior: tuple[bool, bool, bool, bool]
+    crop: MaskCrop, size: int, interior: tuple[bool, bool, bool, bool], margin: int = 0
 ) -> bool:
     """Whether a mask reaches a chip edge that is not the scene border.
 
@@ -120,41 +145,72 @@ def touches_interior_edge(
         crop: the mask, cut to its (tight) box.
         size: chip side in pixels.
         interior: (top, bottom, left, right) edges that lie inside the scene.
+        margin: also count a mask that ends this many pixels or fewer short of such an edge.
     """
     if crop.empty:
         return False
     r0, c0, r1, c1 = crop.box
     top, bottom, left, right = interior
+    near, far = margin, size - margin
     return (
-        (top and r0 == 0) or (bottom and r1 == size) or (left and c0 == 0) or (right and c1 == size)
+        (top and r0 <= near)
+        or (bottom and r1 >= far)
+        or (left and c0 <= near)
+        or (right and c1 >= far)
     )
 
 
-def masks_to_polygons(crops: list[MaskCrop], transform: Affine) -> list[shapely.Geometry]:
-    """Each crop's True pixels as one (Multi)Polygon through `transform` (pixel -> CRS).
+def bridge_diagonals(image: NDArray[Labels]) -> NDArray[Labels]:
+    """A copy of an (h, w) bool or label image with corner-only contacts of one label joined.
 
-    Crops are on the grid `transform` describes (a chip's, or the scene's). Holes are kept; a
-    mask of several 4-connected parts becomes a MultiPolygon; an empty crop gives an empty
-    Polygon. Polygons are built from the outlines in bulk, without a GeoJSON detour per ship.
+    Where two pixels of the same non-zero value touch only at a corner (the other two pixels of
+    their 2 x 2 block are 0), the upper of those two 0 pixels gets that value. Every pair of
+    8-adjacent pixels of one value is then 4-connected; the new pixel lies inside the box of
+    the two it joins, so crops packed side by side keep to their own boxes.
+    """
+    out = image.copy()
+    a, b, c, d = image[:-1, :-1], image[:-1, 1:], image[1:, :-1], image[1:, 1:]
+    main = (a != 0) & (d == a) & (b == 0) & (c == 0)  # "\" contact: set the top-right pixel
+    anti = (b != 0) & (c == b) & (a == 0) & (d == 0)  # "/" contact: set the top-left pixel
+    out[:-1, 1:][main] = a[main]
+    out[:-1, :-1][anti] = b[anti]
+    return out
+
+
+def masks_to_polygons(
+    crops: list[MaskCrop], transform: Affine, one_part: bool = False
+) -> list[shapely.Geometry]:
+    """Each crop's True pixels as one geometry through `transform` (pixel -> CRS).
+
+    Crops are on the grid `transform` describes (a chip's, or the scene's). By default holes
+    are kept and a mask of several 4-connected parts becomes a MultiPolygon. With `one_part`,
+    each crop becomes one Polygon without holes: corner-only contacts are joined first (see
+    `bridge_diagonals`), then the exterior ring of its largest part is kept. An empty crop
+    gives an empty Polygon. Polygons are built from the outlines in bulk, without a GeoJSON
+    detour per ship.
     """
     out: list[shapely.Geometry] = [shapely.Polygon()] * len(crops)
     filled = [k for k, c in enumerate(crops) if not c.empty]
     for start in range(0, len(filled), ATLAS_CROPS):
         batch = filled[start : start + ATLAS_CROPS]
-        for k, geom in zip(batch, _polygonize([crops[k] for k in batch], transform), strict=True):
+        geoms = _polygonize([crops[k] for k in batch], transform, one_part)
+        for k, geom in zip(batch, geoms, strict=True):
             out[k] = geom
     return out
 
 
-def _polygonize(crops: list[MaskCrop], transform: Affine) -> list[shapely.Geometry]:
+def _polygonize(crops: list[MaskCrop], transform: Affine, one_part: bool) -> list[shapely.Geometry]:
     atlas, places = _atlas(crops)
+    if one_part:
+        atlas = bridge_diagonals(atlas)
     xy: list[tuple[float, float]] = []
     ring_sizes, rings_per_part, part_label = [], [], []
     for geom, value in shapes(atlas, mask=atlas > 0, connectivity=4):
-        for ring in geom["coordinates"]:
+        rings = geom["coordinates"][:1] if one_part else geom["coordinates"]
+        for ring in rings:
             xy.extend(ring)
             ring_sizes.append(len(ring))
-        rings_per_part.append(len(geom["coordinates"]))
+        rings_per_part.append(len(rings))
         part_label.append(int(value) - 1)
     labels = np.array(part_label)
     flat = itertools.chain.from_iterable(xy)  # much faster than np.array on a list of tuples
@@ -167,6 +223,10 @@ def _polygonize(crops: list[MaskCrop], transform: Affine) -> list[shapely.Geomet
     world = np.column_stack([a * col + b * row + c, d * col + e * row + f])
     rings = shapely.linearrings(world, indices=np.repeat(np.arange(len(ring_sizes)), ring_sizes))
     parts = shapely.polygons(rings, indices=ring_part)
+    if one_part:  # per crop, its largest part; every crop has at least one
+        order = np.lexsort((-shapely.area(parts), labels))
+        first = np.r_[True, labels[order][1:] != labels[order][:-1]]
+        return list(parts[order[first]])
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(len(crops) + 1))
     result = []

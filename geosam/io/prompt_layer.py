@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import geopandas as gpd
 import numpy as np
@@ -17,6 +18,22 @@ from geosam.geometry.pixels import geometry_to_pixels, pixel_box
 from geosam.io.footprints import pick_layer
 
 log = logging.getLogger(__name__)
+
+
+class ChipPrompts(NamedTuple):
+    """The prompts on one chip, in chip pixels, and the layer row each one comes from.
+
+    Attributes:
+        boxes: (K, 4) float32 XYXY, from the layer's polygons.
+        points: (M, 2) float32 (x, y), from the layer's points.
+        box_rows: (K,) int64 row of each box in the prompt layer (0-based, file order).
+        point_rows: (M,) int64 row of each point in the prompt layer.
+    """
+
+    boxes: NDArray[np.float32]
+    points: NDArray[np.float32]
+    box_rows: NDArray[np.int64]
+    point_rows: NDArray[np.int64]
 
 
 class PromptLayer:
@@ -43,6 +60,7 @@ class PromptLayer:
         frame = gpd.read_file(p, layer=name, engine="pyogrio")
         if frame.crs is None:
             raise LabelsError(f"{p}: layer {name!r} has no CRS; set the CRS the prompts are in")
+        frame = frame.reset_index(drop=True)  # the index is the row in the layer
         frame = frame[~(frame.geometry.isna() | frame.geometry.is_empty)].to_crs(scene_crs)
         kinds = set(frame.geom_type)
         if not kinds <= {"Polygon", "MultiPolygon", "Point"}:
@@ -50,22 +68,27 @@ class PromptLayer:
                 f"{p}: prompts must be polygons (boxes) or points, found {', '.join(sorted(kinds))}"
             )
         self.geometries = np.asarray(frame.geometry.values, dtype=object)
+        self.rows = np.asarray(frame.index, dtype=np.int64)
         self.is_point = shapely.get_type_id(self.geometries) == 0
         self.tree = shapely.STRtree(self.geometries)
         log.info("%s: %d prompts from layer %r", p.name, len(frame), name)
 
-    def for_chip(self, chip: Chip) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """Boxes (K, 4) XYXY and points (M, 2) (x, y), chip pixels, of prompts on `chip`."""
+    def for_chip(self, chip: Chip) -> ChipPrompts:
+        """Boxes (K, 4) XYXY and points (M, 2) (x, y), chip pixels, of prompts on `chip`.
+
+        Each comes with its row in the prompt layer: one prompt promises one ship, and the row
+        names it across the chips that see it.
+        """
         hits = np.sort(self.tree.query(shapely.box(*chip.bounds), predicate="intersects"))
-        boxes = [
-            pixel_box(g, chip.transform, chip.size)
-            for g in self.geometries[hits[~self.is_point[hits]]]
-        ]
+        box_hits, point_hits = hits[~self.is_point[hits]], hits[self.is_point[hits]]
+        boxes = [pixel_box(g, chip.transform, chip.size) for g in self.geometries[box_hits]]
         points = [
             shapely.get_coordinates(geometry_to_pixels(g, chip.transform))[0]
-            for g in self.geometries[hits[self.is_point[hits]]]
+            for g in self.geometries[point_hits]
         ]
-        return (
+        return ChipPrompts(
             np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
             np.asarray(points, dtype=np.float32).reshape(-1, 2),
+            self.rows[box_hits],
+            self.rows[point_hits],
         )

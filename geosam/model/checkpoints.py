@@ -8,6 +8,7 @@ that embeddings and fine-tuned checkpoints can record which base weights made th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 RANDOM_INIT = "random-init"
 """The base hash of a model that starts from random weights."""
 
-_ENCODER_KEY = "image_encoder.patch_embed.proj.weight"
+_VIT_KEY = "image_encoder.patch_embed.proj.weight"
 
 
 def cache_dir() -> Path:
@@ -109,38 +110,37 @@ def load_sam(model_type: str, checkpoint: str | os.PathLike[str] | None = None) 
 
 
 def detect_model_type(state_dict: Mapping[str, torch.Tensor]) -> ModelSpec | None:
-    """The registered type whose encoder shapes match a SAM state_dict, or None."""
-    return next(
-        (spec for spec in MODEL_TYPES.values() if _signature(spec) == _found(state_dict)), None
+    """The registered type whose image encoder has exactly these parameter names and shapes."""
+    found = _encoder_shapes(state_dict)
+    return next((spec for spec in MODEL_TYPES.values() if _spec_shapes(spec.name) == found), None)
+
+
+@functools.cache
+def _spec_shapes(name: str) -> frozenset[tuple[str, tuple[int, ...]]]:
+    """Image-encoder parameter names and shapes of a registered type (built on the meta device)."""
+    with torch.device("meta"):
+        return _encoder_shapes(build_sam(name).state_dict())
+
+
+def _encoder_shapes(
+    state_dict: Mapping[str, torch.Tensor],
+) -> frozenset[tuple[str, tuple[int, ...]]]:
+    return frozenset(
+        (k, tuple(v.shape)) for k, v in state_dict.items() if k.startswith("image_encoder.")
     )
 
 
-def _signature(spec: ModelSpec) -> tuple[int, int, int, int, int]:
-    """(blocks, width, patch, embedding cells, output channels) of a spec's image encoder."""
-    return (
-        spec.encoder_depth,
-        spec.encoder_embed_dim,
-        spec.patch_size,
-        spec.embedding_size,
-        spec.prompt_embed_dim,
-    )
-
-
-def _found(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, int, int, int, int]:
-    """The `_signature` read from a SAM state_dict's tensor shapes; -1 where a key is missing."""
+def _describe_encoder(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """'a 3-block, 128-wide ViT encoder at 256 px', or what little can be said of another kind."""
+    if _VIT_KEY not in state_dict:
+        return "an image encoder"
     blocks = {
         int(m.group(1)) for k in state_dict if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))
     }
-    patch = state_dict[_ENCODER_KEY].shape  # (width, 3, patch, patch)
+    patch = state_dict[_VIT_KEY].shape  # (width, 3, patch, patch)
     pos = state_dict.get("image_encoder.pos_embed")  # (1, E, E, width)
-    neck = state_dict.get("image_encoder.neck.0.weight")  # (out, width, 1, 1)
-    return (
-        len(blocks),
-        int(patch[0]),
-        int(patch[-1]),
-        int(pos.shape[1]) if pos is not None else -1,
-        int(neck.shape[0]) if neck is not None else -1,
-    )
+    cells = int(pos.shape[1]) if pos is not None else 0
+    return f"a {len(blocks)}-block, {int(patch[0])}-wide encoder at {cells * int(patch[-1])} px"
 
 
 def _read_state_dict(path: Path) -> object:
@@ -162,10 +162,10 @@ def _read_state_dict(path: Path) -> object:
 
 def _check_state_dict(path: Path, obj: object, spec: ModelSpec) -> ModelSpec:
     """Make sure `obj` is a SAM state_dict; return the registered type it matches."""
-    if not isinstance(obj, dict) or _ENCODER_KEY not in obj:
+    if not isinstance(obj, dict) or not _is_sam_state(obj):
         hint = ""
         if isinstance(obj, dict):
-            nested = [k for k, v in obj.items() if isinstance(v, dict) and _ENCODER_KEY in v]
+            nested = [k for k, v in obj.items() if isinstance(v, dict) and _is_sam_state(v)]
             if nested:
                 hint = f" (SAM weights are nested under {nested[0]!r})"
         raise CheckpointError(
@@ -176,13 +176,20 @@ def _check_state_dict(path: Path, obj: object, spec: ModelSpec) -> ModelSpec:
         raise CheckpointError(f"{path}: is not a SAM state_dict (holds values besides tensors)")
     found = detect_model_type(obj)
     if found is None:
-        blocks, width, patch, cells, _ = _found(obj)
         raise CheckpointError(
-            f"{path}: holds a SAM with a {blocks}-block, {width}-wide encoder at "
-            f"{cells * patch} px, which matches no model type (choose one of "
+            f"{path}: holds a SAM with {_describe_encoder(obj)}, which matches no model type "
+            "(choose one of "
             f"{', '.join(sorted(MODEL_TYPES))}); --model-type is {spec.name}"
         )
     return found
+
+
+def _is_sam_state(obj: Mapping[str, object]) -> bool:
+    """Whether a mapping looks like ``Sam.state_dict()``: encoder and decoder entries."""
+    keys = [k for k in obj if isinstance(k, str)]
+    return any(k.startswith("image_encoder.") for k in keys) and any(
+        k.startswith("mask_decoder.") for k in keys
+    )
 
 
 def _warn_if_not_official(path: Path, spec: ModelSpec, digest: str) -> None:

@@ -41,6 +41,12 @@ def balanced_focal_loss(
     return torch.where(pos_n > 0, 0.5 * (pos_term + neg_term), neg_term)
 
 
+def mean_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy per mask, averaged over its pixels. (P, H, W) -> (P,)."""
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return ce.flatten(1).mean(1)
+
+
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """1 - Dice per mask. logits, targets: (P, H, W); returns (P,)."""
     prob = logits.sigmoid().flatten(1)

@@ -37,7 +37,8 @@ def load_detector(
             f"{meta['model_type']} checkpoint found has {base_hash[:12]}…; pass the original "
             "file with --checkpoint"
         )
-    model = ShipSam(sam, meta["base_hash"], bool(meta.get("train_encoder")))
+    dense_box = bool(meta.get("prompt_settings", {}).get("dense_box", False))
+    model = ShipSam(sam, meta["base_hash"], bool(meta.get("train_encoder")), dense_box)
     try:
         model.load_changed_state(state)
     except KeyError as exc:
@@ -86,7 +87,12 @@ class ChipPredictor:
             chunk = torch.from_numpy(np.asarray(prompts[start : start + PROMPT_BATCH])).float()
             kind = "boxes" if boxes is not None else "points"
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                logits, iou = decode(self.model.sam, embedding, **{kind: chunk.to(self.device)})
+                logits, iou = decode(
+                    self.model.sam,
+                    embedding,
+                    **{kind: chunk.to(self.device)},
+                    dense_box=self.model.dense_box,
+                )
             out_masks.append((logits.float() > 0).cpu().numpy())
             out_iou.append(iou.float().clamp(0, 1).cpu().numpy())
         return np.concatenate(out_masks), np.concatenate(out_iou).astype(np.float32)

@@ -23,6 +23,7 @@ from segment_anything.modeling import (
 )
 
 from geosam.errors import ModelError
+from geosam.model.conv_encoder import ConvImageEncoder
 
 OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
@@ -47,6 +48,9 @@ class ModelSpec:
         prompt_embed_dim: channels of the image embedding, prompt tokens and mask decoder.
         decoder_mlp_dim: hidden width of the two-way transformer's MLPs.
         decoder_num_heads: attention heads of the two-way transformer.
+        encoder: ``"vit"`` (SAM's own image encoder) or ``"conv"`` (`ConvImageEncoder`, for
+            models trained from scratch; patch_size is then its stride, and the ViT fields
+            other than image_size are unused).
         official_filename: file name of Meta's released weights, or None.
         official_url: where those weights are downloaded from, or None.
     """
@@ -62,6 +66,7 @@ class ModelSpec:
     prompt_embed_dim: int
     decoder_mlp_dim: int
     decoder_num_heads: int
+    encoder: str = "vit"
     official_filename: str | None = None
     official_url: str | None = None
 
@@ -104,15 +109,16 @@ MODEL_TYPES: dict[str, ModelSpec] = {
     "tiny": ModelSpec(
         name="tiny",
         image_size=256,
-        patch_size=8,  # 32x32 embedding, 128x128 low-res masks
-        encoder_embed_dim=128,
-        encoder_depth=4,
-        encoder_num_heads=4,
-        encoder_global_attn_indexes=(1, 3),
-        window_size=8,
+        patch_size=8,  # stride 8: 32x32 embedding, 128x128 low-res masks
+        encoder_embed_dim=160,
+        encoder_depth=6,
+        encoder_num_heads=0,
+        encoder_global_attn_indexes=(),
+        window_size=0,
         prompt_embed_dim=128,
         decoder_mlp_dim=512,
         decoder_num_heads=4,
+        encoder="conv",
     ),
     "vit_b": _official("vit_b", 768, 12, 12, (2, 5, 8, 11), "sam_vit_b_01ec64.pth"),
     "vit_l": _official("vit_l", 1024, 24, 16, (5, 11, 17, 23), "sam_vit_l_0b3195.pth"),
@@ -143,8 +149,11 @@ def build_sam(spec_or_name: ModelSpec | str) -> Sam:
     """
     spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     size, dim, cells = spec.image_size, spec.prompt_embed_dim, spec.embedding_size
-    sam = Sam(
-        image_encoder=ImageEncoderViT(
+    encoder: torch.nn.Module
+    if spec.encoder == "conv":
+        encoder = ConvImageEncoder(img_size=size, out_chans=dim, stride=spec.patch_size)
+    else:
+        encoder = ImageEncoderViT(
             depth=spec.encoder_depth,
             embed_dim=spec.encoder_embed_dim,
             img_size=size,
@@ -157,7 +166,9 @@ def build_sam(spec_or_name: ModelSpec | str) -> Sam:
             global_attn_indexes=spec.encoder_global_attn_indexes,
             window_size=spec.window_size,
             out_chans=dim,
-        ),
+        )
+    sam = Sam(
+        image_encoder=encoder,  # type: ignore[arg-type]
         prompt_encoder=PromptEncoder(
             embed_dim=dim,
             image_embedding_size=(cells, cells),

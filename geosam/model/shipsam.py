@@ -22,19 +22,24 @@ class ShipSam(nn.Module):
     Args:
         sam: segment_anything's Sam.
         base_hash: sha256 of the base checkpoint, or "random-init".
-        train_encoder: also train the image encoder (bypasses the embedding cache).
+        train_encoder: also train the image and prompt encoders (bypasses the embedding
+            cache); for models that start from random weights.
+        dense_box: box prompts also go in as SAM's mask input (`geosam.model.decoder`).
     """
 
-    def __init__(self, sam: Sam, base_hash: str, train_encoder: bool = False) -> None:
+    def __init__(
+        self, sam: Sam, base_hash: str, train_encoder: bool = False, dense_box: bool = False
+    ) -> None:
         super().__init__()
         self.sam = sam
         self.prompter = ShipPrompter(sam.prompt_encoder.embed_dim)
         self.base_hash = base_hash
         self.train_encoder = train_encoder
+        self.dense_box = dense_box
         for p in self.sam.image_encoder.parameters():
             p.requires_grad_(train_encoder)
         for p in self.sam.prompt_encoder.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(train_encoder)
 
     @property
     def chip_size(self) -> int:

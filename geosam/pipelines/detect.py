@@ -26,9 +26,10 @@ import numpy as np
 
 from geosam.data.samples import ChipSample, SceneChips
 from geosam.data.settings import ChipSettings
+from geosam.geometry.components import MaskPrompts, prompted_bodies
 from geosam.geometry.grid import Chip
-from geosam.geometry.masks import suppress_duplicates
-from geosam.geometry.stitch import Detection, masks_to_detections, stitch
+from geosam.geometry.masks import crop_masks, suppress_duplicates
+from geosam.geometry.stitch import Detection, crops_to_detections, stitch
 from geosam.io.atomic import refuse_existing
 from geosam.io.preview import write_mask_raster, write_preview
 from geosam.io.prompt_layer import PromptLayer
@@ -46,9 +47,14 @@ log = logging.getLogger(__name__)
 class DetectSettings:
     """How detections are made and kept.
 
+    Thresholds left None are the model's operating point (`for_model`): the ones training
+    chose on its validation chips and stored in ``model.pt``.
+
     Attributes:
         prompter_threshold: minimum centre score of a prompter proposal.
         min_score: minimum final score (centre score x predicted IoU, or predicted IoU).
+        max_ship_length_px: cut pieces are never stitched into a ship longer than this
+            (scene pixels); None in a resolved setting means no limit.
         max_mask_iou: two masks of one chip overlapping more than this are one ship.
         point_grid: prompt with an N x N point grid instead of the prompter.
         simplify: simplify polygons with this tolerance (scene CRS units).
@@ -56,13 +62,41 @@ class DetectSettings:
         device: auto, cpu or cuda (on a cluster: resolved by each worker).
     """
 
-    prompter_threshold: float = 0.3
-    min_score: float = 0.3
+    prompter_threshold: float | None = None
+    min_score: float | None = None
+    max_ship_length_px: float | None = None
     max_mask_iou: float = 0.5
     point_grid: int | None = None
     simplify: float | None = None
     batch_chips: int = 4
     device: str = "auto"
+    resolved: bool = False
+
+    def for_model(self, meta: dict[str, Any]) -> DetectSettings:
+        """These settings with every unset threshold taken from the model's operating point.
+
+        Model files written before geosam recorded one fall back to 0.3 and 0.3, the old
+        defaults, and no length limit.
+        """
+        point = meta.get("operating_point") or {}
+
+        def pick(mine: float | None, key: str, old: float | None) -> float | None:
+            return mine if mine is not None else point.get(key, old)
+
+        return replace(
+            self,
+            prompter_threshold=pick(self.prompter_threshold, "prompter_threshold", 0.3),
+            min_score=pick(self.min_score, "min_score", 0.3),
+            max_ship_length_px=pick(self.max_ship_length_px, "max_ship_length_px", None),
+            resolved=True,
+        )
+
+    def threshold(self, name: str) -> float:
+        """A resolved threshold (``prompter_threshold`` or ``min_score``)."""
+        value = getattr(self, name)
+        if not self.resolved or value is None:
+            raise ValueError(f"DetectSettings.{name} is unset; resolve with for_model(meta)")
+        return float(value)
 
 
 def chip_prompts(
@@ -71,24 +105,30 @@ def chip_prompts(
     embedding: Any,
     settings: DetectSettings,
     prompt_layer: PromptLayer | None,
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Masks (P, S, S) and scores (P,) of one chip, and whether each prompt is one ship."""
+) -> tuple[np.ndarray, np.ndarray, MaskPrompts]:
+    """Masks (P, S, S) bool and scores (P,) of one chip, and the prompt of each mask.
+
+    The prompts are in chip pixels; with a prompt layer, each carries its row in the layer
+    (one prompt, one ship), else the key -1.
+    """
     size = sample.chip.size
     if prompt_layer is not None:
-        boxes, points = prompt_layer.for_chip(sample.chip)
-        box_masks, box_iou = predictor.masks(embedding, boxes=boxes)
-        pt_masks, pt_iou = predictor.masks(embedding, points=points)
-        return np.concatenate([box_masks, pt_masks]), np.concatenate([box_iou, pt_iou]), True
+        found = prompt_layer.for_chip(sample.chip)
+        box_masks, box_iou = predictor.masks(embedding, boxes=found.boxes)
+        pt_masks, pt_iou = predictor.masks(embedding, points=found.points)
+        keys = np.concatenate([found.box_rows, found.point_rows])
+        prompts = MaskPrompts.stack(found.boxes, found.points, keys)
+        return np.concatenate([box_masks, pt_masks]), np.concatenate([box_iou, pt_iou]), prompts
     if settings.point_grid:
         n = settings.point_grid
         centres = (np.arange(n) + 0.5) * size / n
         grid = np.stack(np.meshgrid(centres, centres), -1).reshape(-1, 2).astype(np.float32)
         on_data = sample.valid[grid[:, 1].astype(int), grid[:, 0].astype(int)]
         masks, iou = predictor.masks(embedding, points=grid[on_data])
-        return masks, iou, False
-    boxes, centre_scores = predictor.propose(embedding, settings.prompter_threshold)[0]
+        return masks, iou, MaskPrompts.stack(points=grid[on_data])
+    boxes, centre_scores = predictor.propose(embedding, settings.threshold("prompter_threshold"))[0]
     masks, iou = predictor.masks(embedding, boxes=boxes)
-    return masks, iou * centre_scores, False
+    return masks, iou * centre_scores, MaskPrompts.stack(boxes=boxes)
 
 
 def chip_batches(chips: Sequence[Chip], batch_chips: int) -> list[list[Chip]]:
@@ -144,8 +184,14 @@ def detect_chips(
 def scene_frame(
     detections: list[Detection], grid: SceneGrid, settings: DetectSettings
 ) -> gpd.GeoDataFrame:
-    """Stitched ship polygons in the scene CRS with a score each (before attributes)."""
-    geoms, scores = stitch(detections, grid.transform)
+    """Stitched ship polygons (one Polygon each) in the scene CRS with a score each.
+
+    ``settings.max_ship_length_px`` bounds the length of a ship joined from cut pieces
+    (scene pixels, see `geosam.geometry.stitch`). Attributes come later.
+    """
+    geoms, scores = stitch(
+        detections, grid.transform, max_ship_length_px=settings.max_ship_length_px
+    )
     frame = gpd.GeoDataFrame({"score": np.round(scores, 4)}, geometry=geoms, crs=grid.crs)
     if settings.simplify:
         frame.geometry = frame.geometry.simplify(settings.simplify, preserve_topology=True)
@@ -184,14 +230,18 @@ def _chip_detections(
     settings: DetectSettings,
     prompts: PromptLayer | None,
 ) -> list[Detection]:
-    masks, scores, one_per_prompt = chip_prompts(sample, predictor, embedding, settings, prompts)
+    """One chip's masks kept, each cleaned to the one body under its prompt, as detections."""
+    masks, scores, asked = chip_prompts(sample, predictor, embedding, settings, prompts)
     masks = masks & sample.valid
-    if one_per_prompt:
+    if prompts is not None:  # each user prompt is one ship: keep every mask
         kept = [i for i in range(len(masks)) if masks[i].any()]
     else:
-        good = np.flatnonzero(scores >= settings.min_score)
+        good = np.flatnonzero(scores >= settings.threshold("min_score"))
         kept = good[suppress_duplicates(masks[good], scores[good], settings.max_mask_iou)].tolist()
-    return masks_to_detections(masks[kept], scores[kept], sample.chip, grid.width, grid.height)
+    asked = asked.take(kept)
+    bodies = prompted_bodies(crop_masks(masks[kept]), asked)
+    keys = [int(k) if k >= 0 else None for k in asked.keys]
+    return crops_to_detections(bodies, scores[kept], sample.chip, grid.width, grid.height, keys)
 
 
 def detect(
@@ -259,6 +309,7 @@ def detect(
 
         _, meta = load_model_file(model_path)  # the workers load the model itself
         chip_settings = _chip_settings(meta, chip_overrides)
+        settings = settings.for_model(meta)
         with connect(scheduler, workers) as client:
             results = detect_on_cluster(
                 client,
@@ -280,6 +331,13 @@ def detect(
         device = pick_device(settings.device)
         model, meta = load_detector(model_path, device, checkpoint)
         chip_settings = _chip_settings(meta, chip_overrides)
+        settings = settings.for_model(meta)
+        log.info(
+            "operating point: proposals >= %.2f, ships scoring >= %.2f, stitched ships <= %s px",
+            settings.prompter_threshold,
+            settings.min_score,
+            settings.max_ship_length_px,
+        )
         predictor = ChipPredictor(model, device)
         for index, scene in enumerate(scenes):
             # One open scene serves detection, the mask raster and the preview (one stretch).

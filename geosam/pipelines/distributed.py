@@ -114,6 +114,13 @@ def broadcast_from_main(tensors: Sequence[torch.Tensor]) -> None:
     _bucketed(tensors, lambda flat: dist.broadcast(flat, src=0))
 
 
+def gather_objects(value: T) -> list[T]:
+    """`value` from every rank, in rank order (picklable Python objects)."""
+    gathered: list[T] = [value] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def sum_gradients(parameters: Sequence[nn.Parameter], loss: torch.Tensor) -> float:
     """Sum the parameters' gradients and the loss over ranks; returns the summed loss.
 

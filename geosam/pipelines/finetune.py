@@ -110,7 +110,7 @@ def resume_finetune(
         chips, _ = load_training_chips(pairs, chip_settings)
         trainer = Trainer(chips, chip_settings, settings, prompts, out, pairs, ranks)
         trainer.load_resume_state(state["trainer"])
-        log.info("resuming %s after epoch %d of %d", out, trainer.epoch, settings.epochs)
+        log.info("resuming %s after epoch %d of %d", out, trainer.epoch, trainer.epochs)
         return _run(trainer, report)
 
 
@@ -140,7 +140,7 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
     main = trainer.ranks.main
     with _run_log(out / "finetune.log" if main else None):
         settings = trainer.settings
-        while trainer.epoch < settings.epochs and trainer.stale_epochs < settings.patience:
+        while trainer.epoch < trainer.epochs and trainer.stale_epochs < settings.patience:
             started = time.perf_counter()
             calls_before = trainer.cache.encoder_calls
             loss = trainer.train_epoch(report)
@@ -148,6 +148,7 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
             trainer.epoch += 1
             row = {
                 "epoch": trainer.epoch,
+                "step": trainer.global_step,
                 "train_loss": loss,
                 **metrics,
                 "lr": float(trainer.scheduler.get_last_lr()[0]),
@@ -162,8 +163,8 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
                 trainer.epoch,
                 ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
             )
-            if metrics["val_iou"] > trainer.best_iou:
-                trainer.best_iou, trainer.stale_epochs = metrics["val_iou"], 0
+            if metrics["val_score"] > trainer.best_score:
+                trainer.best_score, trainer.stale_epochs = metrics["val_score"], 0
                 if main:
                     save_model_file(
                         out / "model.pt", trainer.model.changed_state(), trainer.metadata(row)
@@ -177,7 +178,7 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
                 report(
                     EpochEvent(
                         trainer.epoch,
-                        settings.epochs,
+                        trainer.epochs,
                         trainer.steps_per_epoch,
                         trainer.steps_per_epoch,
                         loss,
@@ -188,7 +189,7 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
             log.info("early stop: validation IoU did not improve for %d epochs", settings.patience)
         if main:
             write_curves(out / "curves.png", trainer.history)
-        best = max(trainer.history, key=lambda r: r["val_iou"]) if trainer.history else {}
+        best = max(trainer.history, key=lambda r: r["val_score"]) if trainer.history else {}
         encoder_calls = int(trainer.sum_over_ranks(trainer.cache.encoder_calls))
         if trainer.ranks.distributed:
             barrier()  # no rank returns before the run folder is complete

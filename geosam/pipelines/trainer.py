@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from geosam import __version__
+from geosam.data.augment import VIEWS, view_chip
 from geosam.data.prompts import PromptBatch, PromptSettings, sample_prompts
 from geosam.data.settings import ChipSettings
 from geosam.data.split import SplitChip, spatial_split
@@ -26,7 +27,7 @@ from geosam.model.checkpoints import RANDOM_INIT, cache_dir, load_sam
 from geosam.model.decoder import decode
 from geosam.model.device import pick_device
 from geosam.model.embeddings import EmbeddingCache, encode_images
-from geosam.model.losses import balanced_focal_loss, dice_loss, mask_iou
+from geosam.model.losses import dice_loss, mask_iou, mean_bce
 from geosam.model.prompter import decode_boxes, encode_targets, prompter_loss
 from geosam.model.shipsam import ShipSam
 from geosam.pipelines.distributed import (
@@ -34,28 +35,43 @@ from geosam.pipelines.distributed import (
     all_reduce_sum,
     barrier,
     broadcast_from_main,
+    gather_objects,
     sum_gradients,
 )
 from geosam.pipelines.training_data import TrainChip, TrainingPair
-from geosam.pipelines.validation import filled_boxes, match_centres
+from geosam.pipelines.validation import DetectionTally, filled_boxes, match_centres
 
 log = logging.getLogger(__name__)
+
+PROPOSAL_THRESHOLD = 0.1
+"""Centre score above which prompter proposals are decoded in validation (and in `detect`)."""
+SHIP_LENGTH_MARGIN = 1.5
 
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """Hyper-parameters of a fine-tuning run (all recorded in the run's files)."""
+    """Hyper-parameters of a fine-tuning run (all recorded in the run's files).
+
+    Training length is counted in optimiser steps (`steps`), validated every `val_every`
+    steps; one round of `val_every` steps is what the run files call an epoch. A small
+    annotated scene has a handful of chips, so a pass over them is too short a unit to train a
+    model from scratch. `epochs`, when given, instead makes each round one pass over the
+    training chips and trains that many rounds.
+    """
 
     model_type: str = "tiny"
     checkpoint: str | None = None
-    epochs: int = 30
+    steps: int = 1500
+    val_every: int = 100
+    epochs: int | None = None
     batch_chips: int = 4
-    lr: float = 3e-4
+    lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 20
+    warmup_steps: int = 50
     grad_clip: float = 1.0
     val_fraction: float = 0.2
     patience: int = 8
+    augment: bool = True
     train_encoder: bool | None = None
     device: str = "auto"
     seed: int = 0
@@ -108,7 +124,7 @@ class Trainer:
         train_encoder = settings.train_encoder
         if train_encoder is None:
             train_encoder = base_hash == RANDOM_INIT
-        self.model = ShipSam(sam, base_hash, train_encoder).to(self.device)
+        self.model = ShipSam(sam, base_hash, train_encoder, prompts.dense_box).to(self.device)
         if self.ranks.distributed:  # the same start everywhere, whatever each rank's RNG did
             broadcast_from_main([*self.model.parameters(), *self.model.buffers()])
         self.chips = chips
@@ -119,15 +135,32 @@ class Trainer:
                 "too few annotated chips for a separate validation set; validating on "
                 "training chips (scores will be optimistic)"
             )
+        scenes = sorted({c.scene for c in chips})
+        validating = sorted({chips[i].scene for i in self.val_idx})
+        log.info(
+            "validating on %d chips of %s; too small to split, so training only: %s",
+            len(self.val_idx),
+            ", ".join(validating) or "none",
+            ", ".join(s for s in scenes if s not in validating) or "no scene",
+        )
         self.cache = EmbeddingCache(
             sam,
             f"{settings.model_type}:{base_hash}",
             cache_dir().parent / "embeddings" if settings.cache else None,
             self.device,
         )
-        self._frozen: torch.Tensor | None = None
-        self.steps_per_epoch = max(1, math.ceil(len(self.train_idx) / settings.batch_chips))
-        total = self.steps_per_epoch * settings.epochs
+        self._frozen: dict[tuple[int, int], torch.Tensor] | None = None
+        self.views = VIEWS if settings.augment else 1
+        passes = max(1, math.ceil(len(self.train_idx) / settings.batch_chips))
+        if settings.epochs is not None:
+            self.steps_per_epoch, self.epochs = passes, settings.epochs
+        else:
+            self.steps_per_epoch = max(1, min(settings.val_every, settings.steps))
+            self.epochs = math.ceil(settings.steps / self.steps_per_epoch)
+        total = self.total_steps = (
+            passes * settings.epochs if settings.epochs is not None else settings.steps
+        )
+        self.global_step = 0
         self.optimizer = torch.optim.AdamW(
             self.model.trainable_parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         )
@@ -141,7 +174,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.epoch = 0
         self.history: list[dict[str, float]] = []
-        self.best_iou = -1.0
+        self.best_score = -1.0
         self.stale_epochs = 0
         self.autocast = self.device.type == "cuda"
         if self.device.type == "cpu":
@@ -157,26 +190,40 @@ class Trainer:
         """
         if self.model.train_encoder or self._frozen is not None:
             return
-        images = [c.image for c in self.chips]
+        keys = [(i, v) for i in range(len(self.chips)) for v in range(self.views)]
+        images = [self.view(i, v)[0] for i, v in keys]
         before = self.cache.chips_encoded
         if self.ranks.distributed and self.cache.folder is not None:
             self.cache.get(self.ranks.share(images))
             barrier()
-        self._frozen = self.cache.get(images)
+        embeddings = self.cache.get(images)
+        self._frozen = {key: embeddings[k] for k, key in enumerate(keys)}
         encoded = self.sum_over_ranks(self.cache.chips_encoded - before)
         log.info(
-            "image embeddings of %d chips: %d encoded, the rest read from the cache",
-            len(images),
+            "image embeddings of %d chips in %d views: %d encoded, the rest read from the cache",
+            len(self.chips),
+            self.views,
             encoded,
         )
 
-    def embeddings(self, indices: list[int], grad: bool) -> torch.Tensor:
-        """Embeddings of chips: from the cache with a frozen encoder, else by the encoder."""
+    def view(self, chip: int, view: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Chip `chip` in augmentation view `view`: image, valid, boxes, masks."""
+        c = self.chips[chip]
+        return view_chip(c.image, c.valid, c.boxes, c.masks, view)
+
+    def embeddings(
+        self, indices: list[int], grad: bool, views: list[int] | None = None
+    ) -> torch.Tensor:
+        """Embeddings of chips (in `views`, default 0): cached when frozen, else encoded."""
+        views = views or [0] * len(indices)
         if not self.model.train_encoder:
             if self._frozen is None:  # once per run: no per-step hashing or cache lookups
-                self._frozen = self.cache.get([c.image for c in self.chips])
-            return self._frozen[indices].to(self.device)
-        images = [self.chips[i].image for i in indices]
+                self.prepare_embeddings()
+            assert self._frozen is not None
+            return torch.stack(
+                [self._frozen[i, v] for i, v in zip(indices, views, strict=True)]
+            ).to(self.device)
+        images = [self.view(i, v)[0] for i, v in zip(indices, views, strict=True)]
         pixels = torch.from_numpy(np.stack(images)).to(self.device)
         with torch.set_grad_enabled(grad):
             self.cache.encoder_calls += 1
@@ -191,23 +238,27 @@ class Trainer:
         return float(total)
 
     # --- one step ---------------------------------------------------------------------------
-    def prompt_rng(self, chip: int) -> np.random.Generator:
-        """The generator of one chip's prompts in this epoch, the same on whichever rank."""
-        return np.random.default_rng([self.settings.seed % 2**64, self.epoch, chip])
+    def chip_rng(self, chip: int) -> np.random.Generator:
+        """The generator of one chip's view and prompts at this step, the same on any rank."""
+        return np.random.default_rng([self.settings.seed % 2**64, self.global_step, chip])
 
     def step_loss(self, batch: list[int]) -> torch.Tensor:
         """The loss of a batch of chips, or with several ranks this rank's part of it.
 
-        The loss of a batch is the mean mask loss over the prompts of all its chips plus the
-        prompter loss, whose heatmap term is normalised by the ship centres of all its chips
-        and whose offset/size term by its supervised cells. A rank sees its share of the
-        chips only, so each term, computed on the share, is scaled by the share's count over
-        the batch's count (all 1 for a single process); the parts add up to the batch's loss.
+        Each chip is seen in a random view (flips and quarter turns, see
+        `geosam.data.augment`) with freshly drawn prompts. The loss of a batch is the mean
+        mask loss over the prompts of all its chips plus the prompter loss, whose heatmap term
+        is normalised by the ship centres of all its chips and whose offset/size term by its
+        supervised cells. A rank sees its share of the chips only, so each term, computed on
+        the share, is scaled by the share's count over the batch's count (all 1 for a single
+        process); the parts add up to the batch's loss.
         """
         mine = self.ranks.share(batch)
-        sampled = [self._sample(i) for i in mine]
+        drawn = [self._sample(i) for i in mine]
+        views = [view for view, _, _ in drawn]
+        sampled = [prompts for _, prompts, _ in drawn]
         grid = self.model.sam.prompt_encoder.image_embedding_size[0]
-        targets = encode_targets([self.chips[i].boxes for i in mine], grid, self.model.stride)
+        targets = encode_targets([boxes for _, _, boxes in drawn], grid, self.model.stride)
         local = [
             sum(len(prompts) for prompts in sampled),
             int(targets[0].eq(1).sum()),
@@ -220,7 +271,7 @@ class Trainer:
             totals = [round(c) for c in counts.tolist()]
         if not mine:
             return torch.zeros((), device=self.device)
-        emb = self.embeddings(mine, grad=True)
+        emb = self.embeddings(mine, grad=True, views=views)
         losses = []
         for j, prompts in enumerate(sampled):
             if len(prompts) == 0:
@@ -233,17 +284,20 @@ class Trainer:
                     prompts.boxes[sel] if kind == "boxes" else prompts.points[sel]
                 )
                 logits, iou_pred = decode(
-                    self.model.sam, emb[j : j + 1], **{kind: prompt.to(self.device)}
+                    self.model.sam,
+                    emb[j : j + 1],
+                    **{kind: prompt.to(self.device)},
+                    dense_box=self.model.dense_box,
                 )
                 target = torch.from_numpy(prompts.targets[sel]).to(self.device).float()
                 logits = logits.float()
                 with torch.no_grad():
                     actual = mask_iou(logits > 0, target > 0.5)
                 # Dice is undefined for an empty target (any positive pixel costs ~1), so
-                # background prompts learn from the focal term alone.
+                # background prompts learn from the cross-entropy term alone.
                 has_ship = target.flatten(1).any(1).float()
                 losses.append(
-                    balanced_focal_loss(logits, target)
+                    mean_bce(logits, target)
                     + has_ship * dice_loss(logits, target)
                     + (iou_pred.float() - actual) ** 2
                 )
@@ -258,19 +312,39 @@ class Trainer:
             p_loss = p_loss + prompter_loss(outputs, heat_only) * (share[1] - share[2])
         return mask_loss + p_loss
 
-    def _sample(self, chip: int) -> PromptBatch:
-        c = self.chips[chip]
-        return sample_prompts(c.boxes, c.masks, c.valid, self.prompts, self.prompt_rng(chip))
+    def _sample(self, chip: int) -> tuple[int, PromptBatch, np.ndarray]:
+        """A random view of the chip, its prompts, and its (N, 4) XYXY boxes in that view."""
+        rng = self.chip_rng(chip)
+        view = int(rng.integers(self.views))
+        _, valid, boxes, masks = self.view(chip, view)
+        return view, sample_prompts(boxes, masks, valid, self.prompts, rng), boxes
+
+    def epoch_batches(self) -> list[list[int]]:
+        """The batches of the current round, drawn with the run's seeded generator.
+
+        With `epochs`, a round is one pass over the training chips in random order (the
+        last batch may be short). Otherwise it is `val_every` batches of chips drawn with
+        replacement in proportion to the ships they hold plus one: supervision spreads over
+        ships rather than over area, so a dense marina and a sparse port trained together
+        both get their share, and chips of open water still teach the prompter.
+        """
+        n, size = len(self.train_idx), self.settings.batch_chips
+        if self.settings.epochs is not None:
+            order = torch.randperm(n, generator=self.shuffle).tolist()
+            return [[self.train_idx[k] for k in order[s : s + size]] for s in range(0, n, size)]
+        steps = min(self.steps_per_epoch, self.total_steps - self.global_step)
+        weights = torch.tensor(
+            [len(self.chips[i].boxes) + 1.0 for i in self.train_idx], dtype=torch.float64
+        )
+        drawn = torch.multinomial(weights, steps * size, replacement=True, generator=self.shuffle)
+        picks = [self.train_idx[k] for k in drawn.tolist()]
+        return [picks[s * size : (s + 1) * size] for s in range(steps)]
 
     def train_epoch(self, report: Callable[[EpochEvent], None] | None) -> float:
-        """One pass over the training chips in a seeded random order; the mean step loss."""
+        """One round of training steps; the mean step loss."""
         self.model.train()
         self.prepare_embeddings()
-        order = torch.randperm(len(self.train_idx), generator=self.shuffle).tolist()
-        batches = [
-            [self.train_idx[k] for k in order[s : s + self.settings.batch_chips]]
-            for s in range(0, len(order), self.settings.batch_chips)
-        ]
+        batches = self.epoch_batches()
         total = 0.0
         for n, batch in enumerate(batches, start=1):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -287,27 +361,33 @@ class Trainer:
             )
             self.optimizer.step()
             self.scheduler.step()
+            self.global_step += 1
             total += value
             if report:
-                report(EpochEvent(self.epoch + 1, self.settings.epochs, n, len(batches), total / n))
+                report(EpochEvent(self.epoch + 1, self.epochs, n, len(batches), total / n))
         return total / max(1, len(batches))
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mask IoU and Dice with exact box prompts, the filled-box baseline, prompter P/R.
+        """Box-prompt mask IoU and Dice, the filled-box baseline, prompter P/R, detection F1.
 
-        Each rank scores its share of the validation chips; the sums are added over ranks,
-        so every rank gets the same metrics (and takes the same early-stopping decision).
+        Prompt-free detection is scored as `detect` runs it: prompter proposals decoded into
+        masks, scored by centre score x predicted IoU, duplicates suppressed. The score
+        threshold with the best F1 (IoU >= 0.5) is the operating point `detect` will use.
+        Each rank scores its share of the validation chips; the sums are added over ranks, so
+        every rank gets the same metrics (and takes the same early-stopping decision).
         """
         self.model.eval()
         self.prepare_embeddings()
         masks = iou = dice = box_iou = tp = fp = fn = 0.0
+        tally = DetectionTally()
+        dense = self.model.dense_box
         for i in self.ranks.share(self.val_idx):
             chip = self.chips[i]
             emb = self.embeddings([i], grad=False)
             if len(chip.boxes):
                 boxes = torch.from_numpy(chip.boxes).to(self.device)
-                logits, _ = decode(self.model.sam, emb, boxes=boxes)
+                logits, _ = decode(self.model.sam, emb, boxes=boxes, dense_box=dense)
                 pred = (logits.float() > 0).cpu()
                 target = torch.from_numpy(chip.masks)
                 inter = (pred & target).flatten(1).sum(1).float()
@@ -317,24 +397,42 @@ class Trainer:
                 iou += float(mask_iou(pred, target).double().sum())
                 dice += float(dices.double().sum())
                 box_iou += float(mask_iou(filled, target).double().sum())
-            found = decode_boxes(
-                self.model.prompter(emb.float()), self.model.stride, self.model.chip_size
-            )[0][0]
-            t, f, n = match_centres(found, chip.boxes)
+            found, centre = decode_boxes(
+                self.model.prompter(emb.float()),
+                self.model.stride,
+                self.model.chip_size,
+                PROPOSAL_THRESHOLD,
+            )[0]
+            t, f, n = match_centres(found[centre >= 0.3], chip.boxes)
             tp, fp, fn = tp + t, fp + f, fn + n
+            proposed = np.zeros((0, *chip.valid.shape), dtype=bool)
+            scores = np.zeros(0, dtype=np.float32)
+            if len(found):
+                logits, iou_pred = decode(
+                    self.model.sam, emb, boxes=torch.from_numpy(found), dense_box=dense
+                )
+                proposed = ((logits.float() > 0).cpu().numpy()) & chip.valid
+                scores = centre * iou_pred.float().clamp(0, 1).cpu().numpy()
+            tally.add_chip(proposed, scores, chip.masks)
         sums = [masks, iou, dice, box_iou, tp, fp, fn]
         if self.ranks.distributed:
             summed = torch.tensor(sums, dtype=torch.float64, device=self.device)
             all_reduce_sum([summed])
             broadcast_from_main([summed])  # bit-identical everywhere: one stopping decision
             sums = summed.tolist()
+            tally = DetectionTally.join(gather_objects(tally))
         masks, iou, dice, box_iou, tp, fp, fn = sums
+        f1, threshold = tally.best()
+        val_iou = iou / masks if masks else 0.0
         return {
-            "val_iou": iou / masks if masks else 0.0,
+            "val_iou": val_iou,
             "val_dice": dice / masks if masks else 0.0,
             "box_iou": box_iou / masks if masks else 0.0,
             "prompter_precision": tp / max(1, tp + fp),
             "prompter_recall": tp / max(1, tp + fn),
+            "val_f1": f1,
+            "score_threshold": threshold,
+            "val_score": (val_iou + f1) / 2,
         }
 
     # --- state ------------------------------------------------------------------------------
@@ -348,8 +446,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
+            "global_step": self.global_step,
             "history": self.history,
-            "best_iou": self.best_iou,
+            "best_score": self.best_score,
             "stale_epochs": self.stale_epochs,
             "rng_shuffle": self.shuffle.get_state(),
             "rng_torch": torch.get_rng_state(),
@@ -362,16 +461,40 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
+        self.global_step = int(state.get("global_step", self.scheduler.last_epoch))
         self.history = list(state["history"])
-        self.best_iou = float(state["best_iou"])
+        self.best_score = float(state.get("best_score", state.get("best_iou", -1.0)))
         self.stale_epochs = int(state["stale_epochs"])
         self.shuffle.set_state(state["rng_shuffle"])
         torch.set_rng_state(state["rng_torch"])
         random.setstate(state["rng_python"])
 
+    def longest_ship_px(self) -> float:
+        """The longest box diagonal among the training footprints, in chip pixels.
+
+        The diagonal bounds a ship's length whatever its heading (a box side would be
+        shorter than a diagonal ship).
+        """
+        lengths = [
+            float(np.hypot(*(c.boxes[:, 2:] - c.boxes[:, :2]).T).max())
+            for c in self.chips
+            if len(c.boxes)
+        ]
+        return max(lengths, default=0.0)
+
     def metadata(self, metrics: dict[str, float]) -> dict[str, Any]:
-        """What `detect` needs and what made the model."""
+        """What `detect` needs and what made the model.
+
+        ``operating_point`` holds the detection thresholds chosen on the validation chips
+        (see `validate`) and the length beyond which two pieces are never stitched into one
+        ship (the longest training ship with a margin), so `detect` runs as training measured.
+        """
         return {
+            "operating_point": {
+                "prompter_threshold": PROPOSAL_THRESHOLD,
+                "min_score": float(metrics.get("score_threshold", 0.3)),
+                "max_ship_length_px": round(SHIP_LENGTH_MARGIN * self.longest_ship_px(), 1),
+            },
             "model_type": self.settings.model_type,
             "base_hash": self.model.base_hash,
             "checkpoint": self.settings.checkpoint,

@@ -1,0 +1,66 @@
+"""Geometric augmentation of a training chip: the eight flips and quarter turns of the square.
+
+Ships have no up or down in an overhead scene, so each of the eight symmetries of a square
+(the dihedral group D4) turns one annotated chip into eight equally true ones. A view is
+applied to the chip, its valid-pixel mask, its ship masks and its boxes together, so a box
+still bounds its mask in every view. With a frozen encoder each view's embedding is computed
+once and cached, like any other chip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+VIEWS = (
+    8  # view v: rotate by (v % 4) quarter turns counter-clockwise, then flip left-right if v >= 4
+)
+
+
+def view_array(array: NDArray[np.generic], view: int) -> NDArray[np.generic]:
+    """One view of an array whose last two axes are (rows, cols); a contiguous copy."""
+    out = np.rot90(array, view % 4, axes=(-2, -1))
+    if view >= 4:
+        out = out[..., ::-1]
+    return np.ascontiguousarray(out)
+
+
+def view_boxes(boxes: NDArray[np.float32], size: int, view: int) -> NDArray[np.float32]:
+    """XYXY boxes (N, 4) in chip pixels of a size x size chip, moved as `view_array` moves pixels.
+
+    A quarter turn counter-clockwise (numpy's rot90) sends pixel (x, y) to (y, size - x); a
+    left-right flip sends (x, y) to (size - x, y). Edges are transformed, then re-ordered.
+    """
+    x0, y0, x1, y1 = (boxes[:, k].astype(np.float64) for k in range(4))
+    for _ in range(view % 4):
+        x0, y0, x1, y1 = y0, size - x1, y1, size - x0
+    if view >= 4:
+        x0, x1 = size - x1, size - x0
+    return np.stack([x0, y0, x1, y1], axis=1).astype(np.float32).reshape(-1, 4)
+
+
+def view_chip(
+    image: NDArray[np.uint8],
+    valid: NDArray[np.bool_],
+    boxes: NDArray[np.float32],
+    masks: NDArray[np.bool_],
+    view: int,
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_], NDArray[np.float32], NDArray[np.bool_]]:
+    """A training chip seen in `view` (0 is the chip itself).
+
+    Args:
+        image: (3, S, S) uint8.
+        valid: (S, S) bool.
+        boxes: (N, 4) float32 XYXY chip pixels.
+        masks: (N, S, S) bool.
+        view: 0..7, see `VIEWS`.
+    """
+    if view == 0:
+        return image, valid, boxes, masks
+    size = image.shape[-1]
+    return (
+        view_array(image, view),  # type: ignore[return-value]
+        view_array(valid, view),  # type: ignore[return-value]
+        view_boxes(boxes, size, view),
+        view_array(masks, view),  # type: ignore[return-value]
+    )
