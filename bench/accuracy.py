@@ -88,6 +88,7 @@ def score(run: str) -> dict[str, Any]:
             "point": prompts.point.tolist(),
             "filled": prompts.filled_box.tolist(),
             "ships": str(ships),
+            "layer": scene.test_scene.stem,
             "truth": str(scene.test_labels),
         }
     return out
@@ -103,7 +104,7 @@ def detection_scores(scenes: list[dict[str, Any]]) -> dict[str, float]:
     scored, by_iou = [], {0.5: [], 0.3: []}
     for s in scenes:
         truth = gpd.read_file(s["truth"])
-        pred = gpd.read_file(s["ships"]).to_crs(truth.crs)
+        pred = gpd.read_file(s["ships"], layer=s["layer"]).to_crs(truth.crs)
         p = np.asarray(pred.geometry.values, dtype=object)
         t = np.asarray(truth.geometry.values, dtype=object)
         scored.append(ScoredScene(p, pred["score"].to_numpy(np.float64), t))

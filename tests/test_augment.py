@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from geosam.data.augment import VIEWS, view_array, view_boxes, view_chip
+from geosam.data.augment import VIEWS, shift_chip, view_array, view_boxes, view_chip
 from geosam.geometry.masks import crop_masks
 from geosam.model.prompter import encode_targets
 
@@ -78,3 +78,21 @@ def test_boxes_round_trip_through_four_quarter_turns():
     for _ in range(4):
         moved = view_boxes(moved, SIZE, 1)
     assert np.allclose(moved, boxes)
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(5, -3), (-12, 7), (0, 9), (-40, -40)])
+def test_a_shifted_chip_keeps_boxes_on_masks_and_marks_the_uncovered_band(dx, dy):
+    image, valid, boxes, masks = _chip()
+    moved_image, moved_valid, moved_boxes, moved_masks = shift_chip(
+        image, valid, boxes, masks, dx, dy
+    )
+    for box, mask, crop in zip(moved_boxes, moved_masks, crop_masks(moved_masks), strict=True):
+        if not mask.any():  # moved off the chip: nothing to prompt, no area
+            assert (box[2] - box[0]) * (box[3] - box[1]) == 0
+            continue
+        r0, c0, r1, c1 = crop.box
+        assert box.tolist() == [c0, r0, c1, r1]  # these ships are full boxes' extents
+    # The pixels moved with the masks; the band the content left is nodata.
+    assert np.array_equal(moved_image[:, 20, 20], image[:, 20 - dy, 20 - dx])
+    band = (slice(0, dy), slice(None)) if dy > 0 else (slice(SIZE + dy, SIZE), slice(None))
+    assert not moved_valid[band].any() and not moved_image[(slice(None), *band)].any()

@@ -142,3 +142,33 @@ def test_simplify_reduces_vertices_and_keeps_ships_in_place(harbour, trained_mod
     count = lambda frame: shapely.get_num_coordinates(frame.geometry.values).sum()  # noqa: E731
     assert count(simple) < count(plain)
     assert (plain.geometry.centroid.distance(simple.geometry.centroid) < 2.0).all()
+
+
+def test_detect_runs_at_the_operating_point_stored_in_the_model(harbour, trained_model, tmp_path):
+    """Unset thresholds come from model.pt; set ones override it."""
+    from geosam.model.model_file import load_model_file, save_model_file
+
+    scene, _ = harbour
+    state, meta = load_model_file(trained_model)
+    strict = tmp_path / "strict.pt"
+    save_model_file(
+        strict,
+        state,
+        {
+            **meta,
+            "operating_point": {
+                **meta["operating_point"],
+                "prompter_threshold": 0.0,
+                "min_score": 1.01,
+            },
+        },
+    )
+    none = detect([scene], strict, tmp_path / "none.gpkg")
+    assert all(len(frame) == 0 for frame in none.values())
+    lenient = detect([scene], strict, tmp_path / "all.gpkg", DetectSettings(min_score=0.0))
+    assert sum(len(frame) for frame in lenient.values()) > 0
+    resolved = DetectSettings().for_model(meta)
+    assert resolved.min_score == meta["operating_point"]["min_score"]
+    assert resolved.max_ship_length_px == meta["operating_point"]["max_ship_length_px"]
+    assert DetectSettings(min_score=0.5).for_model(meta).min_score == 0.5
+    assert DetectSettings().for_model({}).min_score == 0.3  # model files without one

@@ -294,3 +294,22 @@ def test_cli_errors(files, tmp_path):
     result = run(pred, truth, "--iou", "0")
     assert result.exit_code == 2
     assert "--iou" in result.stderr
+
+
+def test_average_precision_ranks_by_score_and_survives_no_predictions():
+    from geosam.pipelines.average_precision import ScoredScene, coco_ap
+
+    truth = np.array([shapely.box(0, 0, 10, 10), shapely.box(20, 0, 30, 10)], dtype=object)
+    hit, near, miss = (
+        shapely.box(0, 0, 10, 10),
+        shapely.box(21, 0, 30, 10),
+        shapely.box(50, 0, 60, 10),
+    )
+    good = ScoredScene(np.array([hit, near, miss], dtype=object), np.array([0.9, 0.8, 0.1]), truth)
+    bad = ScoredScene(np.array([hit, near, miss], dtype=object), np.array([0.9, 0.1, 0.8]), truth)
+    ap50_good, ap_good = coco_ap([good])
+    ap50_bad, _ = coco_ap([bad])
+    assert ap50_good == 1.0 and ap50_bad < ap50_good  # a false alarm ranked above a ship
+    assert ap_good < ap50_good  # the 0.9-IoU match fails the strictest thresholds
+    empty = ScoredScene(np.array([], dtype=object), np.zeros(0), truth)
+    assert coco_ap([empty]) == (0.0, 0.0)

@@ -51,22 +51,33 @@ def test_seed_makes_runs_identical(harbour, tmp_path):
     assert not same_weights(weights(tmp_path / "a"), weights(tmp_path / "c"))
 
 
-def test_resume_equals_uninterrupted_run(harbour, tmp_path):
+RESUMABLE = {
+    "epochs": FinetuneSettings(**{**FAST.__dict__, "epochs": 4}),
+    "steps": FinetuneSettings(**{**FAST.__dict__, "epochs": None, "steps": 8, "val_every": 2}),
+}
+
+
+@pytest.mark.parametrize("length", sorted(RESUMABLE))
+def test_resume_equals_uninterrupted_run(harbour, tmp_path, length):
     pair = TrainingPair(*harbour)
-    four = FinetuneSettings(**{**FAST.__dict__, "epochs": 4})
-    finetune([pair], tmp_path / "straight", settings=four)
+    settings = RESUMABLE[length]
+    finetune([pair], tmp_path / "straight", settings=settings)
 
     def interrupt_after_two(event):
         if event.metrics and event.epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        finetune([pair], tmp_path / "resumed", settings=four, report=interrupt_after_two)
+        finetune([pair], tmp_path / "resumed", settings=settings, report=interrupt_after_two)
     resume_finetune(tmp_path / "resumed")
     assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
     straight = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
     resumed = (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()
     assert len(straight) == len(resumed) == 5
+    assert [r.split(",")[:3] for r in straight] == [r.split(",")[:3] for r in resumed]
+    header = straight[0].split(",")
+    steps = [int(r.split(",")[header.index("step")]) for r in straight[1:]]
+    assert steps == ([2, 4, 6, 8] if length == "steps" else [steps[0] * k for k in (1, 2, 3, 4)])
 
 
 def test_loss_falls_and_model_file_records_what_made_it(harbour, tmp_path):
@@ -165,26 +176,6 @@ def test_cli_finetune_and_its_errors(harbour, tmp_path):
             ["finetune", str(scene), str(labels), "--out", str(tmp_path / "c"), "--device", "cuda"],
         )
         assert cuda.exit_code == 1 and "no CUDA GPU" in cuda.output
-
-
-def test_steps_mode_resume_equals_uninterrupted_run(harbour, tmp_path):
-    pair = TrainingPair(*harbour)
-    steps = FinetuneSettings(
-        steps=6, val_every=2, batch_chips=2, train_encoder=False, patience=100, warmup_steps=2
-    )
-    finetune([pair], tmp_path / "straight", settings=steps)
-
-    def interrupt_after_two(event):
-        if event.metrics and event.epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finetune([pair], tmp_path / "resumed", settings=steps, report=interrupt_after_two)
-    resume_finetune(tmp_path / "resumed")
-    assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
-    rows = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    assert [int(r.split(",")[header.index("step")]) for r in rows[1:]] == [2, 4, 6]
 
 
 def test_model_file_holds_the_operating_point_chosen_on_validation(harbour, tmp_path):

@@ -112,7 +112,7 @@ def test_prompter_loss_is_lower_for_perfect_outputs_and_falls_with_training():
     assert prompter_loss(outputs, targets) < 0.1 * prompter_loss(wrong, targets)
 
     head = ShipPrompter(in_channels=16, hidden=16)
-    embedding = torch.randn(len(BOXES), 16, GRID, GRID)
+    embedding = torch.randn(len(BOXES), 16, GRID // 2, GRID // 2)  # heads work at 2x
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
     first = prompter_loss(head(embedding), targets).item()
     for _ in range(40):
@@ -126,7 +126,7 @@ def test_prompter_loss_is_lower_for_perfect_outputs_and_falls_with_training():
 
 def test_a_new_head_starts_with_a_low_ship_prior():
     head = ShipPrompter(in_channels=16, hidden=16)
-    heat, offset, size = head(torch.randn(2, 16, GRID, GRID))
+    heat, offset, size = head(torch.randn(2, 16, GRID // 2, GRID // 2))
     assert heat.shape == (2, 1, GRID, GRID) and offset.shape == size.shape == (2, 2, GRID, GRID)
     assert heat.sigmoid().mean() < 0.1
     assert all(len(found) == 0 for found, _ in decode_boxes((heat, offset, size), STRIDE, SIZE))

@@ -1,10 +1,11 @@
-"""Geometric augmentation of a training chip: the eight flips and quarter turns of the square.
+"""Geometric augmentation of a training chip: flips, quarter turns and shifts.
 
 Ships have no up or down in an overhead scene, so each of the eight symmetries of a square
 (the dihedral group D4) turns one annotated chip into eight equally true ones. A view is
 applied to the chip, its valid-pixel mask, its ship masks and its boxes together, so a box
 still bounds its mask in every view. With a frozen encoder each view's embedding is computed
-once and cached, like any other chip.
+once and cached, like any other chip. An encoder that trains also sees each view shifted by
+a few pixels (`shift_chip`), which no cache could hold and no fixed tiling shows.
 """
 
 from __future__ import annotations
@@ -63,4 +64,43 @@ def view_chip(
         view_array(valid, view),  # type: ignore[return-value]
         view_boxes(boxes, size, view),
         view_array(masks, view),  # type: ignore[return-value]
+    )
+
+
+def shift_chip(
+    image: NDArray[np.uint8],
+    valid: NDArray[np.bool_],
+    boxes: NDArray[np.float32],
+    masks: NDArray[np.bool_],
+    dx: int,
+    dy: int,
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_], NDArray[np.float32], NDArray[np.bool_]]:
+    """The chip's content moved by (dx, dy) pixels (right, down), zero-filled where it left.
+
+    A convolutional encoder samples the chip on a grid of stride s; moving the content by
+    other than multiples of s shows every ship at new positions against that grid, which a
+    fixed tiling of one scene never does. The uncovered band is not scene data (valid False,
+    pixels 0, as at a scene edge). Boxes are moved and clipped to the chip; a ship moved off
+    the chip keeps a zero-area box and an empty mask, which prompts and targets skip.
+    Shapes as in `view_chip`.
+    """
+    if dx == 0 and dy == 0:
+        return image, valid, boxes, masks
+    size = image.shape[-1]
+
+    def move(array: NDArray[np.generic]) -> NDArray[np.generic]:
+        out = np.zeros_like(array)
+        src_r = slice(max(0, -dy), min(size, size - dy))
+        src_c = slice(max(0, -dx), min(size, size - dx))
+        dst_r = slice(max(0, dy), min(size, size + dy))
+        dst_c = slice(max(0, dx), min(size, size + dx))
+        out[..., dst_r, dst_c] = array[..., src_r, src_c]
+        return out
+
+    moved = boxes + np.array([dx, dy, dx, dy], dtype=np.float32)
+    return (
+        move(image),  # type: ignore[return-value]
+        move(valid),  # type: ignore[return-value]
+        np.clip(moved, 0, size).astype(np.float32).reshape(-1, 4),
+        move(masks),  # type: ignore[return-value]
     )

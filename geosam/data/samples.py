@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geosam.data.labels import ChipLabeler, ChipLabels
+from geosam.data.scale import gsd_for_scene
 from geosam.data.settings import ChipSettings
 from geosam.geometry.grid import Chip
 from geosam.io.footprints import FootprintReport, read_footprints
@@ -73,7 +74,8 @@ class SceneChips:
         settings: ChipSettings | None = None,
     ) -> None:
         s = settings or ChipSettings()
-        self.reader = SceneReader(scene, s.bands, s.nodata, s.gsd, s.stretch, s.percentiles)
+        gsd = s.gsd if s.gsd is not None else gsd_for_scene(scene, s.scale_rule)
+        self.reader = SceneReader(scene, s.bands, s.nodata, gsd, s.stretch, s.percentiles)
         # Record what was resolved (default bands, estimated stretch) so it can be replayed.
         self.settings = replace(s, bands=self.reader.bands, stretch=self.reader.stretch)
         try:

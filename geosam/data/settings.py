@@ -27,6 +27,9 @@ class ChipSettings:
         stretch: a recorded stretch; None estimates one per scene for non-uint8 data.
         percentiles: low and high percentiles of an estimated stretch.
         min_visible: drop a ship cut by a chip edge when less of its area than this is on the chip.
+        scale_rule: (native pixel size, upsampling factor) of each training scene; with no
+            `gsd`, a scene is read upsampled by the factor of the nearest entry
+            (`geosam.data.scale`). Empty: scenes are read as they are.
     """
 
     size: int = DEFAULT_CHIP_SIZE
@@ -37,6 +40,7 @@ class ChipSettings:
     stretch: Stretch | None = None
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     min_visible: float = DEFAULT_MIN_VISIBLE
+    scale_rule: tuple[tuple[float, int], ...] = ()
 
     def __post_init__(self) -> None:
         check_grid(self.size, self.overlap)
@@ -61,4 +65,5 @@ class ChipSettings:
             stretch=stretch,
             percentiles=tuple(data.get("percentiles", DEFAULT_PERCENTILES)),  # type: ignore[arg-type]
             min_visible=float(data.get("min_visible", DEFAULT_MIN_VISIBLE)),
+            scale_rule=tuple((float(r), int(f)) for r, f in data.get("scale_rule", ())),
         )

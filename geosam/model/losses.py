@@ -8,8 +8,13 @@ masks, as plain BCE on mostly-background chips encourages.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from segment_anything.modeling import Sam
+
+from geosam.data.prompts import PromptBatch
+from geosam.model.decoder import decode
 
 
 def balanced_focal_loss(
@@ -69,3 +74,40 @@ def heatmap_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     pos = -torch.log(prob) * (1 - prob) ** 2 * peak
     neg = -torch.log(1 - prob) * prob**2 * (1 - target) ** 4 * (1 - peak)
     return (pos.sum() + neg.sum()) / peak.sum().clamp(min=1)
+
+
+def prompt_losses(
+    sam: Sam, embedding: torch.Tensor, prompts: PromptBatch, dense_box: bool
+) -> torch.Tensor:
+    """(P,) losses of one chip's prompts: BCE + Dice of the mask, plus the IoU head's MSE.
+
+    Box and point prompts are decoded in two calls (SAM takes one kind per call). Dice is
+    undefined for an empty target (any positive pixel costs ~1), so background prompts learn
+    from the cross-entropy term alone.
+
+    Args:
+        sam: the model.
+        embedding: (1, C, E, E) image embedding of the chip.
+        prompts: the chip's prompts and target masks (chip pixels).
+        dense_box: boxes also go in as SAM's mask input.
+    """
+    is_box = ~np.isnan(prompts.boxes[:, 0])
+    parts = []
+    for sel, kind in ((is_box, "boxes"), (~is_box, "points")):
+        if not sel.any():
+            continue
+        prompt = torch.from_numpy(prompts.boxes[sel] if kind == "boxes" else prompts.points[sel])
+        logits, iou_pred = decode(
+            sam, embedding, **{kind: prompt.to(embedding.device)}, dense_box=dense_box
+        )
+        target = torch.from_numpy(prompts.targets[sel]).to(embedding.device).float()
+        logits = logits.float()
+        with torch.no_grad():
+            actual = mask_iou(logits > 0, target > 0.5)
+        has_ship = target.flatten(1).any(1).float()
+        parts.append(
+            mean_bce(logits, target)
+            + has_ship * dice_loss(logits, target)
+            + (iou_pred.float() - actual) ** 2
+        )
+    return torch.cat(parts)

@@ -68,7 +68,7 @@ class ChipPredictor:
     ) -> list[tuple[NDArray[np.float32], NDArray[np.float32]]]:
         """Ship boxes (K, 4) XYXY chip pixels and centre scores (K,) per chip, from the prompter."""
         outputs = self.model.prompter(embeddings)
-        return decode_boxes(outputs, self.model.stride, self.model.chip_size, threshold)
+        return decode_boxes(outputs, self.model.heatmap_stride, self.model.chip_size, threshold)
 
     @torch.no_grad()
     def masks(

@@ -5,6 +5,10 @@ this head learns prompts from the same footprints the decoder learns from, readi
 (cached) image embedding, so training it costs almost nothing. It predicts, per embedding
 cell, a ship-centre heatmap, the sub-cell centre offset and the box size (CenterNet
 style); peaks of the heatmap become XYXY boxes that the fine-tuned decoder turns into masks.
+
+The heads work at twice the embedding's resolution (`UPSAMPLE`): in a marina, yachts moored
+side by side have centres a cell and a half apart on the embedding grid, closer than the
+3 x 3 peak extraction can keep apart; on the finer grid they are three cells apart.
 """
 
 from __future__ import annotations
@@ -19,33 +23,38 @@ from torch import nn
 
 from geosam.model.losses import heatmap_focal_loss
 
+UPSAMPLE = 2
+"""Heatmap cells per embedding cell, along each axis."""
+
 
 class ShipPrompter(nn.Module):
-    """Centre heatmap, offset and size head.
+    """Centre heatmap, offset and size head, at `UPSAMPLE` x the embedding's resolution.
 
     Args:
         in_channels: channels of the image embedding (SAM's prompt dimension).
-        hidden: width of the head.
+        hidden: width of the head on the embedding grid (half of it on the finer grid).
     """
 
     def __init__(self, in_channels: int, hidden: int = 128) -> None:
         super().__init__()
+        fine = hidden // 2
         self.trunk = nn.Sequential(
             nn.Conv2d(in_channels, hidden, 3, padding=1),
             nn.GroupNorm(8, hidden),
             nn.GELU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1),
-            nn.GroupNorm(8, hidden),
+            nn.Upsample(scale_factor=UPSAMPLE, mode="bilinear", align_corners=False),
+            nn.Conv2d(hidden, fine, 3, padding=1),
+            nn.GroupNorm(8, fine),
             nn.GELU(),
         )
-        self.heatmap = nn.Conv2d(hidden, 1, 1)
-        self.offset = nn.Conv2d(hidden, 2, 1)
-        self.size = nn.Conv2d(hidden, 2, 1)
+        self.heatmap = nn.Conv2d(fine, 1, 1)
+        self.offset = nn.Conv2d(fine, 2, 1)
+        self.size = nn.Conv2d(fine, 2, 1)
         # Start with a low ship prior so early training is not swamped by false centres.
         nn.init.constant_(self.heatmap.bias, -math.log((1 - 0.01) / 0.01))  # type: ignore[arg-type]
 
     def forward(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) embeddings -> heatmap logits, offsets, log-sizes: (B,1|2|2,h,w)."""
+        """(B, C, h, w) embeddings -> heatmap logits, offsets, log-sizes: (B, 1|2|2, 2h, 2w)."""
         x = self.trunk(embeddings)
         return self.heatmap(x), self.offset(x), self.size(x)
 

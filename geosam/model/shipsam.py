@@ -13,7 +13,7 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from geosam.model.checkpoints import RANDOM_INIT
-from geosam.model.prompter import ShipPrompter
+from geosam.model.prompter import UPSAMPLE, ShipPrompter
 
 
 class ShipSam(nn.Module):
@@ -47,9 +47,14 @@ class ShipSam(nn.Module):
         return int(self.sam.image_encoder.img_size)
 
     @property
-    def stride(self) -> float:
-        """Chip pixels per embedding cell."""
-        return self.chip_size / self.sam.prompt_encoder.image_embedding_size[0]
+    def heatmap_grid(self) -> int:
+        """Cells along each axis of the prompter's heatmap."""
+        return int(self.sam.prompt_encoder.image_embedding_size[0]) * UPSAMPLE
+
+    @property
+    def heatmap_stride(self) -> float:
+        """Chip pixels per prompter heatmap cell."""
+        return self.chip_size / self.heatmap_grid
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimiser updates."""

@@ -74,7 +74,7 @@ def _precisions(scenes: list[ScoredScene], thresholds: list[float]) -> list[NDAr
             if row.size and row.max() >= 0:
                 free[k][int(row.argmax())] = False
                 hits[n] = True
-        if references == 0:
+        if references == 0 or not entries:
             out.append(np.zeros(len(levels)))
             continue
         tp = np.cumsum(hits)

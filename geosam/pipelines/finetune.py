@@ -36,7 +36,7 @@ from geosam.pipelines.distributed import (
 )
 from geosam.pipelines.run_report import write_curves, write_metrics
 from geosam.pipelines.trainer import EpochEvent, FinetuneSettings, Trainer
-from geosam.pipelines.training_data import TrainingPair, load_training_chips
+from geosam.pipelines.training_data import TrainingPair, load_training_chips, with_scale_rule
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def finetune(
     with process_group(ranks, device):
         if out.exists():
             refuse_existing(out, overwrite)
+        chip_settings = with_scale_rule(pairs, chip_settings)
         chips, resolved = load_training_chips(pairs, chip_settings)
         recorded = (
             resolved[0]

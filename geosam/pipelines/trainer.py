@@ -19,32 +19,29 @@ import numpy as np
 import torch
 
 from geosam import __version__
-from geosam.data.augment import VIEWS, view_chip
+from geosam.data.augment import VIEWS
 from geosam.data.prompts import PromptBatch, PromptSettings, sample_prompts
 from geosam.data.settings import ChipSettings
 from geosam.data.split import SplitChip, spatial_split
 from geosam.model.checkpoints import RANDOM_INIT, cache_dir, load_sam
-from geosam.model.decoder import decode
 from geosam.model.device import pick_device
-from geosam.model.embeddings import EmbeddingCache, encode_images
-from geosam.model.losses import dice_loss, mask_iou, mean_bce
-from geosam.model.prompter import decode_boxes, encode_targets, prompter_loss
+from geosam.model.embeddings import EmbeddingCache
+from geosam.model.losses import prompt_losses
+from geosam.model.prompter import encode_targets, prompter_loss
 from geosam.model.shipsam import ShipSam
 from geosam.pipelines.distributed import (
     Ranks,
     all_reduce_sum,
-    barrier,
     broadcast_from_main,
     gather_objects,
     sum_gradients,
 )
 from geosam.pipelines.training_data import TrainChip, TrainingPair
-from geosam.pipelines.validation import DetectionTally, filled_boxes, match_centres
+from geosam.pipelines.training_views import MAX_SHIFT, ChipViews, View
+from geosam.pipelines.validation import PROPOSAL_THRESHOLD, DetectionTally, ValidationSums
 
 log = logging.getLogger(__name__)
 
-PROPOSAL_THRESHOLD = 0.1
-"""Centre score above which prompter proposals are decoded in validation (and in `detect`)."""
 SHIP_LENGTH_MARGIN = 1.5
 
 
@@ -149,8 +146,8 @@ class Trainer:
             cache_dir().parent / "embeddings" if settings.cache else None,
             self.device,
         )
-        self._frozen: dict[tuple[int, int], torch.Tensor] | None = None
         self.views = VIEWS if settings.augment else 1
+        self.chip_views = ChipViews(chips, self.views, self.cache, self.ranks, self.device)
         passes = max(1, math.ceil(len(self.train_idx) / settings.batch_chips))
         if settings.epochs is not None:
             self.steps_per_epoch, self.epochs = passes, settings.epochs
@@ -182,52 +179,22 @@ class Trainer:
 
     # --- embeddings -----------------------------------------------------------------------
     def prepare_embeddings(self) -> None:
-        """With a frozen encoder, fetch every chip's embedding once per run (all ranks call).
-
-        Several ranks share the work through the cache folder: each encodes and stores its
-        share of the chips, waits for the others, then reads them all. Without a cache folder
-        there is nothing to share and every rank encodes every chip itself.
-        """
-        if self.model.train_encoder or self._frozen is not None:
-            return
-        keys = [(i, v) for i in range(len(self.chips)) for v in range(self.views)]
-        images = [self.view(i, v)[0] for i, v in keys]
-        before = self.cache.chips_encoded
-        if self.ranks.distributed and self.cache.folder is not None:
-            self.cache.get(self.ranks.share(images))
-            barrier()
-        embeddings = self.cache.get(images)
-        self._frozen = {key: embeddings[k] for k, key in enumerate(keys)}
-        encoded = self.sum_over_ranks(self.cache.chips_encoded - before)
-        log.info(
-            "image embeddings of %d chips in %d views: %d encoded, the rest read from the cache",
-            len(self.chips),
-            self.views,
-            encoded,
-        )
-
-    def view(self, chip: int, view: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Chip `chip` in augmentation view `view`: image, valid, boxes, masks."""
-        c = self.chips[chip]
-        return view_chip(c.image, c.valid, c.boxes, c.masks, view)
+        """With a frozen encoder, fetch every chip view's embedding once (all ranks call)."""
+        encoded = self.chip_views.prepare(self.model)
+        if encoded is not None:
+            log.info(
+                "image embeddings of %d chips in %d views: %d encoded, the rest read from the "
+                "cache",
+                len(self.chips),
+                self.views,
+                self.sum_over_ranks(encoded),
+            )
 
     def embeddings(
-        self, indices: list[int], grad: bool, views: list[int] | None = None
+        self, indices: list[int], grad: bool, views: list[View] | None = None
     ) -> torch.Tensor:
         """Embeddings of chips (in `views`, default 0): cached when frozen, else encoded."""
-        views = views or [0] * len(indices)
-        if not self.model.train_encoder:
-            if self._frozen is None:  # once per run: no per-step hashing or cache lookups
-                self.prepare_embeddings()
-            assert self._frozen is not None
-            return torch.stack(
-                [self._frozen[i, v] for i, v in zip(indices, views, strict=True)]
-            ).to(self.device)
-        images = [self.view(i, v)[0] for i, v in zip(indices, views, strict=True)]
-        pixels = torch.from_numpy(np.stack(images)).to(self.device)
-        with torch.set_grad_enabled(grad):
-            self.cache.encoder_calls += 1
-            return encode_images(self.model.sam, pixels)
+        return self.chip_views.embeddings(self.model, indices, grad, views)
 
     def sum_over_ranks(self, value: float) -> float:
         """`value` summed over all ranks (itself for a single process)."""
@@ -257,8 +224,9 @@ class Trainer:
         drawn = [self._sample(i) for i in mine]
         views = [view for view, _, _ in drawn]
         sampled = [prompts for _, prompts, _ in drawn]
-        grid = self.model.sam.prompt_encoder.image_embedding_size[0]
-        targets = encode_targets([boxes for _, _, boxes in drawn], grid, self.model.stride)
+        targets = encode_targets(
+            [boxes for _, _, boxes in drawn], self.model.heatmap_grid, self.model.heatmap_stride
+        )
         local = [
             sum(len(prompts) for prompts in sampled),
             int(targets[0].eq(1).sum()),
@@ -272,35 +240,11 @@ class Trainer:
         if not mine:
             return torch.zeros((), device=self.device)
         emb = self.embeddings(mine, grad=True, views=views)
-        losses = []
-        for j, prompts in enumerate(sampled):
-            if len(prompts) == 0:
-                continue
-            is_box = ~np.isnan(prompts.boxes[:, 0])
-            for sel, kind in ((is_box, "boxes"), (~is_box, "points")):
-                if not sel.any():
-                    continue
-                prompt = torch.from_numpy(
-                    prompts.boxes[sel] if kind == "boxes" else prompts.points[sel]
-                )
-                logits, iou_pred = decode(
-                    self.model.sam,
-                    emb[j : j + 1],
-                    **{kind: prompt.to(self.device)},
-                    dense_box=self.model.dense_box,
-                )
-                target = torch.from_numpy(prompts.targets[sel]).to(self.device).float()
-                logits = logits.float()
-                with torch.no_grad():
-                    actual = mask_iou(logits > 0, target > 0.5)
-                # Dice is undefined for an empty target (any positive pixel costs ~1), so
-                # background prompts learn from the cross-entropy term alone.
-                has_ship = target.flatten(1).any(1).float()
-                losses.append(
-                    mean_bce(logits, target)
-                    + has_ship * dice_loss(logits, target)
-                    + (iou_pred.float() - actual) ** 2
-                )
+        losses = [
+            prompt_losses(self.model.sam, emb[j : j + 1], prompts, self.model.dense_box)
+            for j, prompts in enumerate(sampled)
+            if len(prompts)
+        ]
         share = [max(1, n) / max(1, t) for n, t in zip(local, totals, strict=True)]
         mask_loss = torch.cat(losses).mean() * share[0] if losses else emb.sum() * 0
         outputs = self.model.prompter(emb.float())
@@ -312,11 +256,19 @@ class Trainer:
             p_loss = p_loss + prompter_loss(outputs, heat_only) * (share[1] - share[2])
         return mask_loss + p_loss
 
-    def _sample(self, chip: int) -> tuple[int, PromptBatch, np.ndarray]:
-        """A random view of the chip, its prompts, and its (N, 4) XYXY boxes in that view."""
+    def _sample(self, chip: int) -> tuple[View, PromptBatch, np.ndarray]:
+        """A random view of the chip, its prompts, and its (N, 4) XYXY boxes in that view.
+
+        With augmentation the view is one of the eight flips and quarter turns; an encoder
+        that trains also sees it shifted by up to `MAX_SHIFT` pixels (a frozen one reads
+        cached embeddings, which exist for unshifted views only).
+        """
         rng = self.chip_rng(chip)
-        view = int(rng.integers(self.views))
-        _, valid, boxes, masks = self.view(chip, view)
+        view = View(int(rng.integers(self.views)))
+        if self.views > 1 and self.model.train_encoder:
+            dx, dy = (int(d) for d in rng.integers(-MAX_SHIFT, MAX_SHIFT + 1, size=2))
+            view = View(view.turn, dx, dy)
+        _, valid, boxes, masks = self.chip_views.view(chip, view)
         return view, sample_prompts(boxes, masks, valid, self.prompts, rng), boxes
 
     def epoch_batches(self) -> list[list[int]]:
@@ -369,71 +321,24 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Box-prompt mask IoU and Dice, the filled-box baseline, prompter P/R, detection F1.
+        """Validation scores (see `geosam.pipelines.validation.ValidationSums`).
 
-        Prompt-free detection is scored as `detect` runs it: prompter proposals decoded into
-        masks, scored by centre score x predicted IoU, duplicates suppressed. The score
-        threshold with the best F1 (IoU >= 0.5) is the operating point `detect` will use.
         Each rank scores its share of the validation chips; the sums are added over ranks, so
         every rank gets the same metrics (and takes the same early-stopping decision).
         """
         self.model.eval()
         self.prepare_embeddings()
-        masks = iou = dice = box_iou = tp = fp = fn = 0.0
-        tally = DetectionTally()
-        dense = self.model.dense_box
+        sums = ValidationSums()
         for i in self.ranks.share(self.val_idx):
-            chip = self.chips[i]
-            emb = self.embeddings([i], grad=False)
-            if len(chip.boxes):
-                boxes = torch.from_numpy(chip.boxes).to(self.device)
-                logits, _ = decode(self.model.sam, emb, boxes=boxes, dense_box=dense)
-                pred = (logits.float() > 0).cpu()
-                target = torch.from_numpy(chip.masks)
-                inter = (pred & target).flatten(1).sum(1).float()
-                dices = 2 * inter / (pred.flatten(1).sum(1) + target.flatten(1).sum(1)).clamp(min=1)
-                filled = filled_boxes(chip.boxes, chip.image.shape[-1])
-                masks += len(chip.boxes)
-                iou += float(mask_iou(pred, target).double().sum())
-                dice += float(dices.double().sum())
-                box_iou += float(mask_iou(filled, target).double().sum())
-            found, centre = decode_boxes(
-                self.model.prompter(emb.float()),
-                self.model.stride,
-                self.model.chip_size,
-                PROPOSAL_THRESHOLD,
-            )[0]
-            t, f, n = match_centres(found[centre >= 0.3], chip.boxes)
-            tp, fp, fn = tp + t, fp + f, fn + n
-            proposed = np.zeros((0, *chip.valid.shape), dtype=bool)
-            scores = np.zeros(0, dtype=np.float32)
-            if len(found):
-                logits, iou_pred = decode(
-                    self.model.sam, emb, boxes=torch.from_numpy(found), dense_box=dense
-                )
-                proposed = ((logits.float() > 0).cpu().numpy()) & chip.valid
-                scores = centre * iou_pred.float().clamp(0, 1).cpu().numpy()
-            tally.add_chip(proposed, scores, chip.masks)
-        sums = [masks, iou, dice, box_iou, tp, fp, fn]
+            sums.add_chip(self.model, self.chips[i], self.embeddings([i], grad=False))
         if self.ranks.distributed:
-            summed = torch.tensor(sums, dtype=torch.float64, device=self.device)
-            all_reduce_sum([summed])
-            broadcast_from_main([summed])  # bit-identical everywhere: one stopping decision
-            sums = summed.tolist()
-            tally = DetectionTally.join(gather_objects(tally))
-        masks, iou, dice, box_iou, tp, fp, fn = sums
-        f1, threshold = tally.best()
-        val_iou = iou / masks if masks else 0.0
-        return {
-            "val_iou": val_iou,
-            "val_dice": dice / masks if masks else 0.0,
-            "box_iou": box_iou / masks if masks else 0.0,
-            "prompter_precision": tp / max(1, tp + fp),
-            "prompter_recall": tp / max(1, tp + fn),
-            "val_f1": f1,
-            "score_threshold": threshold,
-            "val_score": (val_iou + f1) / 2,
-        }
+            counts = torch.tensor(sums.counts(), dtype=torch.float64, device=self.device)
+            all_reduce_sum([counts])
+            broadcast_from_main([counts])  # bit-identical everywhere: one stopping decision
+            sums = ValidationSums.from_counts(
+                counts.tolist(), DetectionTally.join(gather_objects(sums.tally))
+            )
+        return sums.metrics()
 
     # --- state ------------------------------------------------------------------------------
     def resume_state(self) -> dict[str, Any]:

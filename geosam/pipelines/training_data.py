@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from geosam.data.samples import SceneChips
+from geosam.data.scale import median_ship_length_px, upsampling_factor
 from geosam.data.settings import ChipSettings
 from geosam.errors import InputNotFoundError, TrainingDataError
 from geosam.geometry.grid import Chip
@@ -62,6 +63,40 @@ def read_manifest(path: str | os.PathLike[str]) -> list[TrainingPair]:
         TrainingPair(p.parent / r["scene"], p.parent / r["labels"], r.get("layer") or None)
         for r in rows
     ]
+
+
+def with_scale_rule(pairs: list[TrainingPair], settings: ChipSettings) -> ChipSettings:
+    """`settings` with a scale rule learned from the pairs' ship sizes (`geosam.data.scale`).
+
+    Scenes of about the same pixel size (within 10 %) share one factor, from the median of
+    their median ship lengths, so that scenes of one sensor are read alike. An explicit `gsd`
+    wins: then scenes are read at it and no rule is made.
+    """
+    if settings.gsd is not None:
+        return settings
+    found = [
+        (pair.scene.name, *sizes)
+        for pair in pairs
+        if (sizes := median_ship_length_px(pair.scene, pair.labels, pair.layer)) is not None
+    ]
+    groups: list[list[tuple[str, float, float]]] = []
+    for entry in sorted(found, key=lambda e: e[1]):
+        if groups and entry[1] <= 1.1 * groups[-1][0][1]:
+            groups[-1].append(entry)
+        else:
+            groups.append([entry])
+    rule = []
+    for group in groups:
+        length = float(np.median([e[2] for e in group]))
+        factor = upsampling_factor(length)
+        rule.append((group[0][1], factor))
+        log.info(
+            "%s: median ship %.1f px long; read at x%d",
+            ", ".join(e[0] for e in group),
+            length,
+            factor,
+        )
+    return replace(settings, scale_rule=tuple(rule))
 
 
 def load_training_chips(

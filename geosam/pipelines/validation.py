@@ -11,6 +11,14 @@ import numpy as np
 import torch
 
 from geosam.geometry.masks import suppress_duplicates
+from geosam.model.decoder import decode
+from geosam.model.losses import mask_iou
+from geosam.model.prompter import decode_boxes
+from geosam.model.shipsam import ShipSam
+from geosam.pipelines.training_data import TrainChip
+
+PROPOSAL_THRESHOLD = 0.1
+"""Centre score above which prompter proposals are decoded in validation (and in `detect`)."""
 
 
 def filled_boxes(boxes: np.ndarray, size: int) -> torch.Tensor:
@@ -104,3 +112,78 @@ class DetectionTally:
         f1s = [self.f1_at(float(t)) for t in SCORE_GRID]
         k = int(np.argmax(f1s))
         return f1s[k], float(SCORE_GRID[k])
+
+
+@dataclass
+class ValidationSums:
+    """Running sums of the validation scores over chips (added up over ranks as counts).
+
+    Box-prompt mask IoU and Dice of every reference ship, the filled-box baseline, prompter
+    centre precision and recall (centre score >= 0.3), and prompt-free detections as `detect`
+    makes them (prompter proposals decoded into masks, scored by centre score x predicted
+    IoU, duplicates suppressed), from which the operating point is chosen.
+    """
+
+    masks: float = 0.0
+    iou: float = 0.0
+    dice: float = 0.0
+    box_iou: float = 0.0
+    tp: float = 0.0
+    fp: float = 0.0
+    fn: float = 0.0
+    tally: DetectionTally = field(default_factory=DetectionTally)
+
+    def add_chip(self, model: ShipSam, chip: TrainChip, embedding: torch.Tensor) -> None:
+        """Score one chip from its (1, C, E, E) embedding."""
+        dense, sam = model.dense_box, model.sam
+        if len(chip.boxes):
+            boxes = torch.from_numpy(chip.boxes).to(embedding.device)
+            logits, _ = decode(sam, embedding, boxes=boxes, dense_box=dense)
+            pred = (logits.float() > 0).cpu()
+            target = torch.from_numpy(chip.masks)
+            inter = (pred & target).flatten(1).sum(1).float()
+            union = (pred.flatten(1).sum(1) + target.flatten(1).sum(1)).clamp(min=1)
+            self.masks += len(chip.boxes)
+            self.iou += float(mask_iou(pred, target).double().sum())
+            self.dice += float((2 * inter / union).double().sum())
+            filled = filled_boxes(chip.boxes, chip.image.shape[-1])
+            self.box_iou += float(mask_iou(filled, target).double().sum())
+        outputs = model.prompter(embedding.float())
+        found, centre = decode_boxes(
+            outputs, model.heatmap_stride, model.chip_size, PROPOSAL_THRESHOLD
+        )[0]
+        tp, fp, fn = match_centres(found[centre >= 0.3], chip.boxes)
+        self.tp, self.fp, self.fn = self.tp + tp, self.fp + fp, self.fn + fn
+        proposed = np.zeros((0, *chip.valid.shape), dtype=bool)
+        scores = np.zeros(0, dtype=np.float32)
+        if len(found):
+            boxes = torch.from_numpy(found).to(embedding.device)
+            logits, iou_pred = decode(sam, embedding, boxes=boxes, dense_box=dense)
+            proposed = (logits.float() > 0).cpu().numpy() & chip.valid
+            scores = centre * iou_pred.float().clamp(0, 1).cpu().numpy()
+        self.tally.add_chip(proposed, scores, chip.masks)
+
+    def counts(self) -> list[float]:
+        """The numeric sums, in field order (for an all-reduce)."""
+        return [self.masks, self.iou, self.dice, self.box_iou, self.tp, self.fp, self.fn]
+
+    @staticmethod
+    def from_counts(counts: list[float], tally: DetectionTally) -> ValidationSums:
+        """Inverse of `counts`, with the joined detection tally."""
+        masks, iou, dice, box_iou, tp, fp, fn = counts
+        return ValidationSums(masks, iou, dice, box_iou, tp, fp, fn, tally)
+
+    def metrics(self) -> dict[str, float]:
+        """Means and ratios; ``val_score`` (mean of IoU and F1) picks the best model."""
+        f1, threshold = self.tally.best()
+        val_iou = self.iou / self.masks if self.masks else 0.0
+        return {
+            "val_iou": val_iou,
+            "val_dice": self.dice / self.masks if self.masks else 0.0,
+            "box_iou": self.box_iou / self.masks if self.masks else 0.0,
+            "prompter_precision": self.tp / max(1, self.tp + self.fp),
+            "prompter_recall": self.tp / max(1, self.tp + self.fn),
+            "val_f1": f1,
+            "score_threshold": threshold,
+            "val_score": (val_iou + f1) / 2,
+        }

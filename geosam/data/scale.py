@@ -1,0 +1,104 @@
+"""How finely to read a scene so that its ships span more than one embedding cell.
+
+A 10 m Sentinel-2 ship is 10-20 pixels long and 3-5 wide: at `tiny`'s stride of 8 px it
+spans one or two embedding cells, and its outline is decided on a 2 px grid. Read at 5 m,
+the same ship spans twice the cells and the decoder has twice the detail. The choice is made
+from the footprints: scenes of one pixel size whose median ship is shorter than
+`TARGET_SHIP_PX` are upsampled by the smallest whole factor that reaches it (at most
+`MAX_FACTOR`). Training records each scene's (native pixel size, factor)
+as the chip settings' ``scale_rule``; any scene read later with those settings, in training
+or in `detect`, takes the factor of the training scene closest to it in pixel size, so a new
+Sentinel-2 scene is read the way the Sentinel-2 scenes it learned from were.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import numpy as np
+import rasterio
+import shapely
+from pyproj import CRS
+from rasterio.errors import RasterioError
+
+from geosam.io.footprints import read_footprints
+
+log = logging.getLogger(__name__)
+
+TARGET_SHIP_PX = 24
+MAX_FACTOR = 4
+
+ScaleRule = tuple[tuple[float, int], ...]
+"""(native pixel size in CRS units, upsampling factor) per training scene."""
+
+
+def median_ship_length_px(
+    scene: str | os.PathLike[str], labels: str | os.PathLike[str], layer: str | None
+) -> tuple[float, float] | None:
+    """(native pixel size, median ship length in pixels) of a scene, or None if unknown.
+
+    A ship's length is the long side of its minimum rotated rectangle. Scenes in a
+    geographic CRS are left alone (resampling them by pixel size would mix degrees and
+    metres), as are scenes whose footprints cannot be read here (the caller reports why).
+    """
+    try:
+        with rasterio.open(scene) as src:
+            crs, res = src.crs, float(abs(src.res[0]))
+    except (RasterioError, OSError):
+        return None
+    if crs is None or CRS.from_user_input(crs).is_geographic:
+        return None
+    footprints, _ = read_footprints(
+        labels, crs, layer, prefer_layer=os.path.splitext(os.path.basename(scene))[0]
+    )
+    if footprints.empty:
+        return None
+    rects = shapely.oriented_envelope(footprints.geometry.to_numpy())
+    lengths = []
+    for rect in rects:
+        xy = np.asarray(rect.exterior.coords) if rect.geom_type == "Polygon" else None
+        if xy is None:
+            continue
+        sides = np.hypot(*np.diff(xy[:3], axis=0).T)
+        lengths.append(float(sides.max()))
+    if not lengths:
+        return None
+    return res, float(np.median(lengths)) / res
+
+
+def upsampling_factor(ship_length_px: float) -> int:
+    """The smallest whole factor that makes a ship of this length reach `TARGET_SHIP_PX`."""
+    if ship_length_px <= 0:
+        return 1
+    return int(min(MAX_FACTOR, max(1, math.ceil(TARGET_SHIP_PX / ship_length_px))))
+
+
+def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | None:
+    """The pixel size to read `scene` at under `rule`, or None to read it as it is.
+
+    The factor is that of the rule's entry nearest in log pixel size. Unreadable scenes and
+    geographic CRSs give None (the reader then reports any error itself).
+    """
+    if not rule:
+        return None
+    try:
+        with rasterio.open(scene) as src:
+            crs, res = src.crs, float(abs(src.res[0]))
+    except (RasterioError, OSError):
+        return None
+    if crs is None or CRS.from_user_input(crs).is_geographic or res <= 0:
+        return None
+    native, factor = min(rule, key=lambda entry: abs(math.log(entry[0] / res)))
+    if factor <= 1:
+        return None
+    gsd = res / factor
+    log.info(
+        "%s: read at %.3g CRS units per pixel (x%d, as training scenes of %.3g were)",
+        os.path.basename(scene),
+        gsd,
+        factor,
+        native,
+    )
+    return gsd
