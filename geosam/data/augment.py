@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-VIEWS = (
-    8  # view v: rotate by (v % 4) quarter turns counter-clockwise, then flip left-right if v >= 4
-)
+ChipArrays = tuple[NDArray[np.uint8], NDArray[np.bool_], NDArray[np.float32], NDArray[np.bool_]]
+"""A chip: image (3, S, S), valid (S, S), boxes (N, 4) XYXY chip pixels, masks (N, S, S)."""
+
+VIEWS = 8
+"""View v: (v % 4) quarter turns counter-clockwise, then a left-right flip if v >= 4."""
 
 
 def view_array(array: NDArray[np.generic], view: int) -> NDArray[np.generic]:
@@ -46,7 +48,7 @@ def view_chip(
     boxes: NDArray[np.float32],
     masks: NDArray[np.bool_],
     view: int,
-) -> tuple[NDArray[np.uint8], NDArray[np.bool_], NDArray[np.float32], NDArray[np.bool_]]:
+) -> ChipArrays:
     """A training chip seen in `view` (0 is the chip itself).
 
     Args:
@@ -74,7 +76,7 @@ def shift_chip(
     masks: NDArray[np.bool_],
     dx: int,
     dy: int,
-) -> tuple[NDArray[np.uint8], NDArray[np.bool_], NDArray[np.float32], NDArray[np.bool_]]:
+) -> ChipArrays:
     """The chip's content moved by (dx, dy) pixels (right, down), zero-filled where it left.
 
     A convolutional encoder samples the chip on a grid of stride s; moving the content by
