@@ -30,7 +30,7 @@ def _chip() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("view", range(VIEWS))
 def test_each_box_still_bounds_its_mask(view):
     image, valid, boxes, masks = _chip()
-    _, _, moved_boxes, moved_masks = view_chip(image, valid, boxes, masks, view)
+    _, _, moved_boxes, moved_masks = view_chip((image, valid, boxes, masks), view)
     for box, crop in zip(moved_boxes, crop_masks(moved_masks), strict=True):
         r0, c0, r1, c1 = crop.box
         assert box.tolist() == [c0, r0, c1, r1]
@@ -39,7 +39,7 @@ def test_each_box_still_bounds_its_mask(view):
 @pytest.mark.parametrize("view", range(VIEWS))
 def test_pixels_masks_and_valid_move_together(view):
     image, valid, boxes, masks = _chip()
-    moved_image, moved_valid, _, moved_masks = view_chip(image, valid, boxes, masks, view)
+    moved_image, moved_valid, _, moved_masks = view_chip((image, valid, boxes, masks), view)
     # The ship's pixel values and the nodata strip travel with the masks.
     for k in range(len(masks)):
         before = np.sort(image[:, masks[k]], axis=1)
@@ -54,14 +54,14 @@ def test_the_eight_views_are_distinct_and_view_zero_is_the_chip():
     image, valid, boxes, masks = _chip()
     seen = {view_array(masks[0], v).tobytes() for v in range(VIEWS)}
     assert len(seen) == VIEWS
-    same = view_chip(image, valid, boxes, masks, 0)
+    same = view_chip((image, valid, boxes, masks), 0)
     assert same[0] is image and same[2] is boxes
 
 
 @pytest.mark.parametrize("view", range(VIEWS))
 def test_prompter_targets_peak_on_the_moved_ship(view):
     image, valid, boxes, masks = _chip()
-    _, _, moved_boxes, _ = view_chip(image, valid, boxes, masks, view)
+    _, _, moved_boxes, _ = view_chip((image, valid, boxes, masks), view)
     stride = 8
     heat, _, _, where = encode_targets([moved_boxes], SIZE // stride, stride)
     rows, cols = np.nonzero(where[0, 0].numpy())
@@ -84,7 +84,7 @@ def test_boxes_round_trip_through_four_quarter_turns():
 def test_a_shifted_chip_keeps_boxes_on_masks_and_marks_the_uncovered_band(dx, dy):
     image, valid, boxes, masks = _chip()
     moved_image, moved_valid, moved_boxes, moved_masks = shift_chip(
-        image, valid, boxes, masks, dx, dy
+        (image, valid, boxes, masks), dx, dy
     )
     for box, mask, crop in zip(moved_boxes, moved_masks, crop_masks(moved_masks), strict=True):
         if not mask.any():  # moved off the chip: nothing to prompt, no area

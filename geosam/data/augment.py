@@ -42,24 +42,11 @@ def view_boxes(boxes: NDArray[np.float32], size: int, view: int) -> NDArray[np.f
     return np.stack([x0, y0, x1, y1], axis=1).astype(np.float32).reshape(-1, 4)
 
 
-def view_chip(
-    image: NDArray[np.uint8],
-    valid: NDArray[np.bool_],
-    boxes: NDArray[np.float32],
-    masks: NDArray[np.bool_],
-    view: int,
-) -> ChipArrays:
-    """A training chip seen in `view` (0 is the chip itself).
-
-    Args:
-        image: (3, S, S) uint8.
-        valid: (S, S) bool.
-        boxes: (N, 4) float32 XYXY chip pixels.
-        masks: (N, S, S) bool.
-        view: 0..7, see `VIEWS`.
-    """
+def view_chip(chip: ChipArrays, view: int) -> ChipArrays:
+    """A training chip (`ChipArrays`) seen in `view` 0..7 (0 is the chip itself, see `VIEWS`)."""
     if view == 0:
-        return image, valid, boxes, masks
+        return chip
+    image, valid, boxes, masks = chip
     size = image.shape[-1]
     return (
         view_array(image, view),  # type: ignore[return-value]
@@ -69,14 +56,7 @@ def view_chip(
     )
 
 
-def shift_chip(
-    image: NDArray[np.uint8],
-    valid: NDArray[np.bool_],
-    boxes: NDArray[np.float32],
-    masks: NDArray[np.bool_],
-    dx: int,
-    dy: int,
-) -> ChipArrays:
+def shift_chip(chip: ChipArrays, dx: int, dy: int) -> ChipArrays:
     """The chip's content moved by (dx, dy) pixels (right, down), zero-filled where it left.
 
     A convolutional encoder samples the chip on a grid of stride s; moving the content by
@@ -84,10 +64,10 @@ def shift_chip(
     fixed tiling of one scene never does. The uncovered band is not scene data (valid False,
     pixels 0, as at a scene edge). Boxes are moved and clipped to the chip; a ship moved off
     the chip keeps a zero-area box and an empty mask, which prompts and targets skip.
-    Shapes as in `view_chip`.
     """
     if dx == 0 and dy == 0:
-        return image, valid, boxes, masks
+        return chip
+    image, valid, boxes, masks = chip
     size = image.shape[-1]
 
     def move(array: NDArray[np.generic]) -> NDArray[np.generic]:

@@ -70,7 +70,6 @@ class DetectSettings:
     simplify: float | None = None
     batch_chips: int = 4
     device: str = "auto"
-    resolved: bool = False
 
     def for_model(self, meta: dict[str, Any]) -> DetectSettings:
         """These settings with every unset threshold taken from the model's operating point.
@@ -88,13 +87,12 @@ class DetectSettings:
             prompter_threshold=pick(self.prompter_threshold, "prompter_threshold", 0.3),
             min_score=pick(self.min_score, "min_score", 0.3),
             max_ship_length_px=pick(self.max_ship_length_px, "max_ship_length_px", None),
-            resolved=True,
         )
 
     def threshold(self, name: str) -> float:
         """A resolved threshold (``prompter_threshold`` or ``min_score``)."""
         value = getattr(self, name)
-        if not self.resolved or value is None:
+        if value is None:
             raise ValueError(f"DetectSettings.{name} is unset; resolve with for_model(meta)")
         return float(value)
 

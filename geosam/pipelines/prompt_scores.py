@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 from geosam.data.samples import SceneChips
@@ -38,19 +37,6 @@ class PromptScores:
 
     def __len__(self) -> int:
         return len(self.box)
-
-    @staticmethod
-    def join(parts: list[PromptScores]) -> PromptScores:
-        """Scores of several scenes as one."""
-        if not parts:
-            empty = np.zeros(0)
-            return PromptScores(empty, empty, empty)
-        return PromptScores(
-            *(
-                np.concatenate([getattr(p, f) for p in parts])
-                for f in ("box", "point", "filled_box")
-            )
-        )
 
 
 def central_point(mask: NDArray[np.bool_]) -> NDArray[np.float32]:
@@ -85,8 +71,7 @@ def score_prompts(
             found = sample.labels
             if found is None or len(found) == 0:
                 continue
-            with torch.no_grad():
-                embedding = predictor.embed(sample.image[None])
+            embedding = predictor.embed(sample.image[None])
             masks = found.masks
             has = masks.reshape(len(masks), -1).any(1)
             if not has.any():

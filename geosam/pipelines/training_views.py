@@ -57,8 +57,8 @@ class ChipViews:
     def view(self, chip: int, view: View) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Chip `chip` in `view`: image (3, S, S), valid (S, S), boxes (N, 4) XYXY, masks."""
         c = self.chips[chip]
-        turned = view_chip(c.image, c.valid, c.boxes, c.masks, view.turn)
-        return shift_chip(*turned, view.dx, view.dy)
+        turned = view_chip((c.image, c.valid, c.boxes, c.masks), view.turn)
+        return shift_chip(turned, view.dx, view.dy)
 
     def prepare(self, model: ShipSam) -> int | None:
         """With a frozen encoder, fetch every view's embedding once; chips encoded here.
