@@ -2,6 +2,7 @@
 #   make demo   - create .venv, install geosam, run the main job on the embedded example
 #   make test   - create .venv, install geosam with dev tools, run ruff, mypy and pytest
 #   make bench  - the benchmarks of bench/ (BENCH_ARGS=--quick for a scaled-down run)
+#   make qgis-plugin - dist/geosam_provider.zip, the QGIS plugin for Plugins > Install from ZIP
 #
 # torch is pinned here (not in pyproject.toml) so that a fresh CPU environment gets the CPU
 # wheel without CUDA packages, while `pip install` into an environment that already has a CUDA
@@ -14,7 +15,7 @@ TORCH_PIN ?= torch==2.13.0 torchvision==0.28.0
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench clean qgis-plugin
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,9 @@ demo: install
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+qgis-plugin: install
+	$(BIN)/geosam qgis package dist/geosam_provider.zip
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

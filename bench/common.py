@@ -66,6 +66,25 @@ def in_child(function: str, **kwargs: Any) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def measured_process(cmd: list[str], cwd: Path | None = None) -> dict[str, float]:
+    """Wall seconds and peak RSS (MiB) of one whole process, start-up and imports included.
+
+    `os.wait4` gives the resource usage of that child alone, where RUSAGE_CHILDREN would give
+    the largest of all children so far.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    errors = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.stderr.write(errors.decode(errors="replace"))
+        raise RuntimeError(f"{cmd[:4]} failed (exit {proc.returncode})")
+    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
 @dataclass(frozen=True)
 class Target:
     """One target of the issue: `value` must be <= `limit` (or >= with at_least)."""

@@ -14,13 +14,15 @@ from bench.common import data_dir
 BLOCK = 512
 
 
-def synthetic_scene(size: int, dtype: str = "uint16") -> Path:
-    """A size x size 3-band GeoTIFF (uint16 or uint8), tiled 512 px, uncompressed, in UTM 33N.
+def synthetic_scene(size: int, dtype: str = "uint16", compress: str | None = None) -> Path:
+    """A size x size 3-band GeoTIFF (uint16 or uint8), tiled 512 px, in UTM 33N.
 
-    Uncompressed so that the bare read loop is as fast as reading can be: any per-chip work
-    geosam adds shows in the ratio instead of hiding behind decompression.
+    Uncompressed by default, so that the bare read loop is as fast as reading can be: any
+    per-chip work geosam adds shows in the ratio instead of hiding behind decompression.
+    `compress` ("deflate") gives the kind of file users have, for whole-command timings.
     """
-    path = data_dir() / f"scene_{size}_{dtype}.tif"
+    suffix = f"_{compress}" if compress else ""
+    path = data_dir() / f"scene_{size}_{dtype}{suffix}.tif"
     if path.exists():
         return path
     profile = {
@@ -37,6 +39,8 @@ def synthetic_scene(size: int, dtype: str = "uint16") -> Path:
         "interleave": "pixel",
         "BIGTIFF": "YES",
     }
+    if compress:
+        profile.update(compress=compress, num_threads="ALL_CPUS")
     rng = np.random.default_rng(0)
     tmp = path.with_suffix(".part.tif")
     with rasterio.open(tmp, "w", **profile) as dst:

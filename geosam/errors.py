@@ -68,3 +68,7 @@ class DaskMissingError(GeosamError, ImportError):
 
 class ClusterError(GeosamError, RuntimeError):
     """The Dask cluster cannot run the detection: bad options, no scheduler, dying workers."""
+
+
+class ResumeError(GeosamError, ValueError):
+    """A run cannot be continued as asked (a setting that cannot change, a shorter total)."""

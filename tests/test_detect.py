@@ -1,3 +1,12 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import geopandas as gpd
 import numpy as np
 import pyogrio
@@ -6,6 +15,7 @@ import rasterio
 import shapely
 from affine import Affine
 from click.testing import CliRunner
+from conftest import EXAMPLES
 from pyproj import Geod
 
 from geosam.cli.main import cli
@@ -172,3 +182,66 @@ def test_detect_runs_at_the_operating_point_stored_in_the_model(harbour, trained
     assert resolved.max_ship_length_px == meta["operating_point"]["max_ship_length_px"]
     assert DetectSettings(min_score=0.5).for_model(meta).min_score == 0.5
     assert DetectSettings().for_model({}).min_score == 0.3  # model files without one
+
+
+def test_kill_9_then_the_same_detect_gives_the_uninterrupted_output(
+    trained_model, tmp_path_factory, tmp_path
+):
+    """A `geosam detect` killed mid-run leaves no output under a final name; the same command
+    again writes what one uninterrupted run writes."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from harbour import make_harbour
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    scene, _ = make_harbour(tmp_path_factory.mktemp("big"), width=768, height=768, ships=20)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def command(out: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "geosam",
+            "detect",
+            str(scene),
+            "--model",
+            str(trained_model),
+            "-o",
+            str(out / "ships.gpkg"),
+            "--mask-raster",
+            str(out / "mask.tif"),
+            "--min-score",
+            "0",
+        ]
+
+    reference = tmp_path / "reference"
+    subprocess.run(command(reference), env=env, check=True, capture_output=True)
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(command(out), env=env, stderr=subprocess.PIPE)
+    seen = bytearray()
+
+    def collect() -> None:
+        for chunk in iter(lambda: proc.stderr.read1(256), b""):
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=collect)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while b"chip/s" not in seen and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the bar shows a rate once chips are being detected
+    assert proc.poll() is None, "detect finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    reader.join()
+    proc.stderr.close()
+    assert not (out / "ships.gpkg").exists() and not (out / "mask.tif").exists()
+
+    subprocess.run(command(out), env=env, check=True, capture_output=True)
+    assert sorted(p.name for p in out.iterdir()) == ["mask.tif", "ships.gpkg"]
+    got, want = (gpd.read_file(d / "ships.gpkg") for d in (out, reference))
+    assert len(want) > 0
+    columns = [c for c in want.columns if c not in ("detected_at", "created")]
+    assert got[columns].equals(want[columns]), json.dumps(list(want.columns))
+    with rasterio.open(out / "mask.tif") as a, rasterio.open(reference / "mask.tif") as b:
+        assert np.array_equal(a.read(), b.read())

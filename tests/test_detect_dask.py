@@ -15,7 +15,9 @@ from conftest import one_torch_thread
 from geosam.cli.main import cli
 from geosam.errors import ClusterError, DaskMissingError
 from geosam.pipelines import detect as detect_module
-from geosam.pipelines.detect import DetectSettings, detect, scene_frame
+from geosam.pipelines import detect_scene as detect_scene_module
+from geosam.pipelines.detect import DetectSettings, detect
+from geosam.pipelines.detect_scene import scene_frame
 from geosam.pipelines.finetune import finetune
 from geosam.pipelines.trainer import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
@@ -61,7 +63,8 @@ def run_detect(scene, model, out, prompts, **cluster):
     # Dask workers run torch on one thread; the in-process run must too, or float sums in
     # another order change scores in the 7th digit.
     with one_torch_thread(), pytest.MonkeyPatch.context() as mp:
-        mp.setattr(detect_module, "scene_frame", spy)
+        mp.setattr(detect_module, "scene_frame", spy)  # the cluster path stitches here
+        mp.setattr(detect_scene_module, "scene_frame", spy)  # and the in-process path here
         detect([scene], model, out, SETTINGS, prompts=prompts, **cluster)
     return gpd.read_file(out, layer="harbour"), stitched
 

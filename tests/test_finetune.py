@@ -69,7 +69,11 @@ def test_resume_equals_uninterrupted_run(harbour, tmp_path, length):
 
     with pytest.raises(KeyboardInterrupt):
         finetune([pair], tmp_path / "resumed", settings=settings, report=interrupt_after_two)
+    # A stopped run says so: its model.pt is the best so far, not the run's result.
+    assert (tmp_path / "resumed" / "UNFINISHED").exists()
+    assert not (tmp_path / "straight" / "UNFINISHED").exists()
     resume_finetune(tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "UNFINISHED").exists()
     assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
     straight = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
     resumed = (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()
@@ -85,6 +89,8 @@ def test_loss_falls_and_model_file_records_what_made_it(harbour, tmp_path):
         epochs=6, batch_chips=2, train_encoder=False, lr=1e-3, warmup_steps=2
     )
     finetune([TrainingPair(*harbour)], tmp_path / "run", settings=settings)
+    # Training flushes denormals on CPU for speed, and puts the processor back afterwards.
+    assert 2.2250738585072014e-308 / 2 != 0.0
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
     losses = [float(r.split(",")[header.index("train_loss")]) for r in rows[1:]]
@@ -190,3 +196,46 @@ def test_model_file_holds_the_operating_point_chosen_on_validation(harbour, tmp_
     # The harbour's longest hull is about 80 px (40 m at 0.5 m): the stitch limit is above it.
     assert 60 < point["max_ship_length_px"] < 200
     assert meta["prompt_settings"]["dense_box"] is True
+
+
+def _steps(run_dir: Path) -> list[int]:
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("step")
+    return [int(r.split(",")[column]) for r in rows[1:]]
+
+
+def test_resume_with_a_raised_total_trains_on_to_it(harbour, tmp_path):
+    """`--resume RUN --steps N` after a finished run trains on to N, never silently nothing."""
+    settings = RESUMABLE["steps"]
+    run = tmp_path / "run"
+    finetune([TrainingPair(*harbour)], run, settings=settings)
+    before = weights(run)
+    result = CliRunner().invoke(cli, ["-q", "finetune", "--resume", str(run), "--steps", "12"])
+    assert result.exit_code == 0, result.output
+    assert _steps(run) == [2, 4, 6, 8, 10, 12]
+    assert not same_weights(before, weights(run))
+    _, meta = load_model_file(run / "model.pt")
+    assert meta["finetune_settings"]["steps"] in (8, 12)  # the best model's own record
+    assert (
+        torch.load(run / "last.pt", weights_only=False)["config"]["finetune_settings"]["steps"]
+        == 12
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--steps", "8"], 1, "has trained 8 steps already; give --steps above 8"),
+        (["--epochs", "9"], 1, "counts its length in steps; give --steps instead"),
+        (["--lr", "0.1", "--seed", "3"], 2, "--lr, --seed cannot change"),
+    ],
+    ids=["not-longer", "other-unit", "fixed-settings"],
+)
+def test_resume_refuses_flags_it_cannot_honour(harbour, tmp_path, args, code, message):
+    run = tmp_path / "run"
+    finetune([TrainingPair(*harbour)], run, settings=RESUMABLE["steps"])
+    last = (run / "last.pt").read_bytes()
+    result = CliRunner().invoke(cli, ["finetune", "--resume", str(run), *args])
+    assert result.exit_code == code, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert (run / "last.pt").read_bytes() == last

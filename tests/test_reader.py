@@ -2,6 +2,8 @@
 
 import gc
 import json
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -334,3 +336,35 @@ def test_block_cache_is_capped_while_reading_and_restored_after(make_scene, monk
         del abandoned
         gc.collect()
     assert get_gdal_config("GDAL_CACHEMAX") == before
+
+
+def truncated_tiles(tmp_path: Path) -> Path:
+    """A tiled GeoTIFF cut in half on disk: GDAL opens it, then fails reading later tiles."""
+    data = np.random.default_rng(0).integers(0, 255, (3, 512, 512)).astype("uint8")
+    path = write_raster(
+        tmp_path / "truncated.tif",
+        data,
+        tiled=True,
+        blockxsize=64,
+        blockysize=64,
+        compress="deflate",
+    )
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+    return path
+
+
+def test_a_failed_read_on_a_read_ahead_thread_is_one_scene_error(tmp_path: Path) -> None:
+    path = truncated_tiles(tmp_path)
+    with SceneReader(path) as reader:
+        chips = reader.chips(64, 0)
+        with pytest.raises(SceneError) as info:
+            for _ in reader.read_chips(chips):
+                pass
+        assert threading.current_thread() is threading.main_thread()
+        message = str(info.value)
+        assert message.startswith(f"{path}: reading window rows ") and "\n" not in message
+        assert "gdal_translate" in message
+        with pytest.raises(SceneError, match="damaged or incomplete"):
+            for chip in chips:
+                reader.read(chip)

@@ -19,14 +19,18 @@ from pyproj import CRS
 
 from geosam.errors import GeosamError, LabelsError, OutputExistsError, OutputFormatError
 from geosam.io import ship_layers
-from geosam.io.ship_layers import (
-    FILL_RGB,
+from geosam.io.layer_styles import (
+    CHIP_OUTLINES,
     GPKG_VERSION,
+    SHIPS,
     STYLES_TABLE,
-    ship_style_qml,
-    ship_style_sld,
-    write_ship_layers,
+    LayerStyle,
+    style_qml,
+    style_sld,
 )
+from geosam.io.ship_layers import write_ship_layers
+
+FILL_RGB = SHIPS.fill_rgb
 
 UTM33 = "EPSG:32633"
 MERCATOR = "EPSG:3857"
@@ -252,7 +256,7 @@ def test_failed_write_leaves_nothing(
     def fail(*args: object) -> None:
         raise RuntimeError("disk gone")
 
-    monkeypatch.setattr(ship_layers, "_add_default_styles", fail)  # after GDAL wrote layers
+    monkeypatch.setattr(ship_layers, "add_default_styles", fail)  # after GDAL wrote layers
     with pytest.raises(RuntimeError, match="disk gone"):
         write_ship_layers(tmp_path / "ships.gpkg", scenes)
     assert listing(tmp_path) == []
@@ -287,9 +291,14 @@ def test_bad_layers_are_refused(
     assert listing(tmp_path) == []
 
 
-def test_style_documents_parse() -> None:
-    assert ET.fromstring(ship_style_qml('"a" < 3 & "b"')).find("labeling") is not None
-    assert ET.fromstring(ship_style_sld("A & <B>")).tag.endswith("StyledLayerDescriptor")
+@pytest.mark.parametrize("style", [SHIPS, CHIP_OUTLINES], ids=["filled", "outline"])
+def test_style_documents_parse(style: LayerStyle) -> None:
+    label = LayerStyle(style.outline_rgb, 1, style.fill_rgb, style.fill_opacity, '"a" < 3 & "b"')
+    assert ET.fromstring(style_qml(label)).find("labeling") is not None
+    sld = ET.fromstring(style_sld(style, "A & <B>"))
+    assert sld.tag.endswith("StyledLayerDescriptor")
+    fills = [e for e in sld.iter() if e.tag.endswith("}Fill")]
+    assert len(fills) == (1 if style.fill_rgb else 0)
 
 
 def _qgis_python() -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from geosam.cli.options import device_opt, overwrite_opt
-from geosam.cli.progress import ProgressBar
+from geosam.cli.progress import ProgressBar, progress_mode
 from geosam.io.bands import parse_bands
 from geosam.pipelines.detect import DetectSettings, detect
 
@@ -167,9 +167,10 @@ def detect_cmd(
         device=device,
     )
     bars: dict[str, ProgressBar] = {}
+    mode = progress_mode(ctx)
 
     def progress(scene: str, done: int, total: int) -> None:
-        bar = bars.setdefault(scene, ProgressBar(f"detecting {scene}", "chip", quiet))
+        bar = bars.setdefault(scene, ProgressBar(f"detecting {scene}", "chip", quiet, mode))
         bar(done, total)
 
     try:

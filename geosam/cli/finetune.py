@@ -11,6 +11,7 @@ import click
 from tqdm import tqdm
 
 from geosam.cli.options import device_opt, overwrite_opt, seed_opt
+from geosam.cli.progress import emit_json, progress_mode
 from geosam.data.prompts import PromptSettings
 from geosam.data.settings import ChipSettings
 from geosam.io.bands import parse_bands
@@ -199,9 +200,16 @@ def finetune_cmd(
     if not ranks.main:  # progress and logs from rank 0 only; errors from every rank
         quiet = True
         logging.getLogger("geosam").setLevel(logging.ERROR)
-    report = _progress(quiet)
+    report = _progress(quiet, progress_mode(ctx))
     if resume_dir is not None:
-        metrics = resume_finetune(resume_dir, report)
+        _refuse_settings_on_resume(ctx)
+        given = {n for n in ("steps", "epochs") if _given(ctx, n)}
+        metrics = resume_finetune(
+            resume_dir,
+            report,
+            steps if "steps" in given else None,
+            epochs if "epochs" in given else None,
+        )
         _summary(metrics, resume_dir, quiet)
         return
     if manifest is not None:
@@ -246,8 +254,38 @@ def finetune_cmd(
     _summary(metrics, run_dir, quiet)
 
 
-def _progress(quiet: bool) -> Callable[[EpochEvent], None]:
-    """A progress bar per validation round with the running loss, closed with its scores."""
+RESUMABLE = ("resume_dir", "steps", "epochs", "device")
+"""The options --resume takes: the raised length of the run and where to train it."""
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user gave option `name` (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source != click.core.ParameterSource.DEFAULT
+
+
+def _refuse_settings_on_resume(ctx: click.Context) -> None:
+    """A resumed run keeps its recorded settings; refuse, in one line, a flag it would ignore."""
+    ignored = [
+        f"--{name.replace('_', '-')}" if isinstance(param, click.Option) else name.upper()
+        for param in ctx.command.params
+        if (name := param.name or "") not in RESUMABLE and _given(ctx, name)
+    ]
+    if ignored:
+        raise click.UsageError(
+            f"--resume continues a run with its recorded settings; {', '.join(ignored)} cannot "
+            "change (only --steps, --epochs and --device can); start a new run to change them"
+        )
+
+
+def _progress(quiet: bool, mode: str = "bar") -> Callable[[EpochEvent], None]:
+    """A progress bar per validation round with the running loss, closed with its scores.
+
+    With ``mode="json"``: a JSON line per step (`emit_json`) with the share of all planned
+    steps done; a validation's line also carries its ``metrics``.
+    """
+    if mode == "json":
+        return _json_progress(quiet)
     bars: dict[int, tqdm[Any]] = {}
 
     def report(event: EpochEvent) -> None:
@@ -269,6 +307,29 @@ def _progress(quiet: bool) -> Callable[[EpochEvent], None]:
             bar.close()
         else:
             bar.set_postfix(postfix)
+
+    return report
+
+
+def _json_progress(quiet: bool) -> Callable[[EpochEvent], None]:
+    """`_progress` for programs: rounds are equally long, early stopping ends before 1.0."""
+
+    def report(event: EpochEvent) -> None:
+        if quiet:
+            return
+        done = (event.epoch - 1 + event.step / max(event.steps, 1)) / max(event.epochs, 1)
+        message = (
+            f"round {event.epoch}/{event.epochs}, step {event.step}/{event.steps}: "
+            f"loss {event.loss:.3f}"
+        )
+        if not event.metrics:
+            emit_json(done, message)
+            return
+        metrics = {k: float(v) for k, v in event.metrics.items()}
+        message += (
+            f", validation IoU {metrics.get('val_iou', 0):.3f}, F1 {metrics.get('val_f1', 0):.3f}"
+        )
+        emit_json(done, message, metrics=metrics)
 
     return report
 

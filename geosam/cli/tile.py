@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from geosam.cli.options import chip_options, overwrite_opt
-from geosam.cli.progress import ProgressBar
+from geosam.cli.progress import ProgressBar, progress_mode
 from geosam.data.settings import ChipSettings
 from geosam.io.bands import parse_bands
+from geosam.io.chipfile import CODECS, DEFAULT_CODEC
 from geosam.io.stretch import load_stretch
 from geosam.pipelines.tile import tile_scene
 
@@ -53,6 +54,15 @@ def build_settings(
     help="Footprint layer; default the only one, or the one named after the scene.",
 )
 @click.option("--coco", is_flag=True, help="Also write COCO annotations.json (chip pixels).")
+@click.option(
+    "--compress",
+    "codec",
+    type=click.Choice(list(CODECS)),
+    default=DEFAULT_CODEC,
+    show_default=True,
+    help="Chip file compression. zstd and lzw (with a predictor) write faster; deflate is "
+    "read by every GIS.",
+)
 @chip_options
 @overwrite_opt
 @click.pass_context
@@ -64,6 +74,7 @@ def tile(
     labels: Path | None,
     layer: str | None,
     coco: bool,
+    codec: str,
     overwrite: bool,
     **chip_args: object,
 ) -> None:
@@ -82,9 +93,10 @@ def tile(
     """
     settings = build_settings(**chip_args)  # type: ignore[arg-type]
     quiet = ctx.obj.get("quiet", False) if ctx.obj else False
-    with ProgressBar(f"tiling {scene.name}", "chip", quiet) as progress:
+    mode = progress_mode(ctx)
+    with ProgressBar(f"tiling {scene.name}", "chip", quiet, mode) as progress:
         summary = tile_scene(
-            scene, out_dir, settings, labels, layer, coco, overwrite, progress=progress
+            scene, out_dir, settings, labels, layer, coco, overwrite, progress=progress, codec=codec
         )
     message = f"{summary.chips_written} chips written to {out_dir}"
     if summary.chips_skipped:

@@ -88,7 +88,7 @@ class SceneChips:
                 )
                 self.labeler = ChipLabeler(footprints, self.reader.grid.bounds, s.min_visible)
                 report.outside_scene = self.labeler.outside_scene
-                if report.outside_scene:
+                if 0 < report.outside_scene < len(footprints):  # none on it: callers refuse
                     log.warning(
                         "%s: %d of %d footprints lie outside the scene %s",
                         report.source,

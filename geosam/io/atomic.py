@@ -25,10 +25,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     The temporary name keeps the suffix so that drivers chosen by extension (GDAL) still work.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
-    )
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
+        )
+    except OSError as exc:
+        error = _write_error(final, exc)
+        if error is None:
+            raise
+        raise error from exc
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # writers such as GDAL want to create the file themselves
@@ -37,9 +43,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     except OSError as exc:
         _remove(tmp)
-        if exc.errno == errno.ENOSPC:
-            raise OutputWriteError(f"{final}: disk full; free space and run again") from exc
-        raise
+        error = _write_error(final, exc)
+        if error is None:
+            raise
+        raise error from exc
     except BaseException:
         _remove(tmp)
         raise
@@ -49,6 +56,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` (UTF-8) to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _write_error(final: Path, exc: OSError) -> OutputWriteError | None:
+    """`OutputWriteError` naming `final` for a full disk or missing rights, else None."""
+    if exc.errno == errno.ENOSPC:
+        return OutputWriteError(f"{final}: disk full; free space and run again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputWriteError(f"{final}: permission denied; choose a folder you may write to")
+    return None
 
 
 def _remove(tmp: Path) -> None:

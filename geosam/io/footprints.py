@@ -43,7 +43,9 @@ def pick_layer(path: Path, layer: str | None, prefer: str | None) -> str:
     """The layer to read: `layer`, else the only one, else the one named `prefer`."""
     try:
         # Tables without geometry (a GeoPackage's layer_styles) are not footprint layers.
-        layers = [str(name) for name, kind in pyogrio.list_layers(path) if kind is not None]
+        with warnings.catch_warnings():  # GDAL's complaints about a broken file: see below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            layers = [str(name) for name, kind in pyogrio.list_layers(path) if kind is not None]
     except pyogrio.errors.DataSourceError as exc:
         raise LabelsError(
             f"{path}: not a vector file OGR can read; give a GeoPackage, GeoJSON or Shapefile"
@@ -97,6 +99,7 @@ def read_footprints(
             f"{p}: layer {name!r} has no CRS; set it (QGIS: Layer > Set CRS, or "
             "geopandas set_crs) to the CRS the footprints were drawn in"
         )
+    _refuse_projected_lonlat(gdf, p, name)
     gdf = gpd.GeoDataFrame({"ship_id": ship_ids(gdf, p)}, geometry=gdf.geometry.values, crs=gdf.crs)
 
     empty = gdf.geometry.isna() | gdf.geometry.is_empty
@@ -113,15 +116,16 @@ def read_footprints(
     if report.repaired:
         fixed = shapely.make_valid(gdf.geometry.values[invalid.values])
         gdf.loc[invalid, "geometry"] = [polygonal_part(g) for g in fixed]
-        log.warning("%s: repaired %d invalid footprints", p.name, report.repaired)
     gdf.geometry = [polygonal_part(g) for g in gdf.geometry.values]
     still_empty = gdf.geometry.is_empty
     report.empty += int(still_empty.sum())
     gdf = gdf[~still_empty]
-    if report.empty:
-        log.warning("%s: skipped %d empty footprints", p.name, report.empty)
     if len(gdf) == 0:
         raise LabelsError(f"{p}: layer {name!r} has no usable polygon; all were empty")
+    if report.repaired:  # said only of footprints that are used
+        log.warning("%s: repaired %d invalid footprints", p.name, report.repaired)
+    if report.empty:
+        log.warning("%s: skipped %d empty footprints", p.name, report.empty)
 
     target = CRS.from_user_input(scene_crs)
     if not CRS.from_user_input(gdf.crs).equals(target):
@@ -134,6 +138,25 @@ def read_footprints(
         )
         gdf = gdf.to_crs(target)
     return gdf.reset_index(drop=True), report
+
+
+def _refuse_projected_lonlat(frame: gpd.GeoDataFrame, path: Path, layer: str) -> None:
+    """Refuse lon/lat footprints whose coordinates cannot be degrees.
+
+    A GeoJSON file without a ``crs`` member is lon/lat (RFC 7946), so it is read as
+    EPSG:4326; coordinates in metres read that way land nowhere near the scene, and the
+    cause is the missing CRS, not the scene.
+    """
+    if not CRS.from_user_input(frame.crs).is_geographic:
+        return
+    left, bottom, right, top = frame.total_bounds
+    if min(left, bottom) >= -360 and max(right, top) <= 360:
+        return
+    raise LabelsError(
+        f"{path}: layer {layer!r} has no CRS, so it is read as lon/lat (as GeoJSON requires), "
+        f"but its coordinates (x up to {max(abs(left), abs(right)):.0f}) look projected; "
+        "save it with its CRS (QGIS: Export > Save Features As, or a GeoPackage)"
+    )
 
 
 def ship_ids(frame: gpd.GeoDataFrame, path: Path) -> list[int]:

@@ -21,10 +21,11 @@ import numpy as np
 from numpy.typing import NDArray
 from rasterio.enums import Resampling
 from rasterio.env import get_gdal_config, set_gdal_config
+from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 
-from geosam.errors import BandError
+from geosam.errors import BandError, SceneError
 from geosam.geometry.grid import Chip, chip_grid
 from geosam.io.bands import resolve_bands
 from geosam.io.scene import SceneGrid, grid_dataset, open_scene, scene_grid
@@ -129,7 +130,10 @@ class SceneReader:
                 self.bands = resolve_bands(self._src, bands)
             self.dtype = np.dtype(self._src.dtypes[self.bands[0] - 1])
             if stretch is None and self.dtype != np.uint8:
-                stretch = estimate_stretch(self._dataset, self.bands, self.nodata, percentiles)
+                try:
+                    stretch = estimate_stretch(self._dataset, self.bands, self.nodata, percentiles)
+                except RasterioError as exc:
+                    raise self.read_failed(exc, "its overview (for the stretch)") from exc
                 log.info("%s: %s stretched to uint8 with %s", self.path.name, self.dtype, stretch)
             self.stretch = stretch
         except Exception:
@@ -153,30 +157,28 @@ class SceneReader:
     def read_chips(self, chips: Sequence[Chip]) -> Iterator[ChipImage]:
         """Chips in order, read and stretched ahead by a few threads while this one is used.
 
-        GDAL reads release the GIL and so does most of the stretch, so reading overlaps the
-        caller's work and, on several cores, itself. Each thread reads through its own handle
-        on the scene (GDAL handles are not thread-safe); all are closed when iteration ends.
+        One handle on the scene (GDAL handles are not thread-safe) reads the windows one at a
+        time, in grid order, so neighbouring chips share its decoded blocks as a plain read
+        loop does; separate handles per thread would each decode the blocks chips share. The
+        stretch, valid mask and padding run outside the lock, on several threads, and GDAL
+        and numpy release the GIL, so this overlaps the caller's work (compressing, the model).
         """
-        local = threading.local()
-        handles: list[tuple[DatasetReader, DatasetReader | WarpedVRT]] = []
+        src = open_scene(self.path)
+        dataset = grid_dataset(src, self.grid, self.nodata)
         lock = threading.Lock()
 
         def read(chip: Chip) -> ChipImage:
-            dataset = getattr(local, "dataset", None)
-            if dataset is None:
-                src = open_scene(self.path)
-                dataset = local.dataset = grid_dataset(src, self.grid, self.nodata)
-                with lock:
-                    handles.append((src, dataset))
-            return self._to_image(chip, self._read_raw(chip, dataset))
+            with lock:
+                raw = self._read_raw(chip, dataset)
+            return self._to_image(chip, raw)
 
         threads = max(1, min(READ_THREADS, os.cpu_count() or 1))
+        pending: deque[Future[ChipImage]] = deque()
         try:
             with (
                 bounded_block_cache(),
                 ThreadPoolExecutor(threads, thread_name_prefix="geosam-read") as pool,
             ):
-                pending: deque[Future[ChipImage]] = deque()
                 for chip in chips:
                     pending.append(pool.submit(read, chip))
                     if len(pending) > 2 * threads:
@@ -184,7 +186,9 @@ class SceneReader:
                 while pending:
                     yield pending.popleft().result()
         finally:
-            for src, dataset in handles:
+            for future in pending:  # a failed read or an abandoned iterator: read no further
+                future.cancel()
+            with lock:
                 if dataset is not src:
                     dataset.close()
                 src.close()
@@ -194,7 +198,29 @@ class SceneReader:
     ) -> NDArray[np.generic]:
         """(3, h, w) scene values of the chip's valid window, in chip channel order."""
         unique = sorted(set(self.bands))
-        return self._in_chip_order((dataset or self._dataset).read(unique, window=chip.read_window))
+        try:
+            raw = (dataset or self._dataset).read(unique, window=chip.read_window)
+        except RasterioError as exc:
+            window = chip.read_window
+            where = f"window rows {window.row_off}-{window.row_off + window.height}, columns "
+            where += f"{window.col_off}-{window.col_off + window.width}"
+            raise self.read_failed(exc, where) from exc
+        return self._in_chip_order(raw)
+
+    def read_failed(self, exc: RasterioError, where: str) -> SceneError:
+        """The one-line error of a failed pixel read: the file, where, GDAL's reason, the fix.
+
+        Raised in the reading thread, it reaches the caller's thread through the future of
+        the chip (`read_chips`), so a damaged file ends a command with this line, never with
+        a traceback from a read-ahead thread.
+        """
+        detail = exc.__cause__ or exc.__context__ or exc  # rasterio puts GDAL's words there
+        reason = (str(detail).strip() or str(exc).strip() or type(exc).__name__).splitlines()[0]
+        return SceneError(
+            f"{self.path}: reading {where} failed ({reason}); the file is damaged or "
+            "incomplete: download or copy it again, or rewrite it with gdal_translate, and "
+            "check the disk"
+        )
 
     def _in_chip_order(self, raw: NDArray[np.generic]) -> NDArray[np.generic]:
         """Bands read as sorted(set(bands)) rearranged to R, G, B (a repeated band repeats)."""
@@ -230,9 +256,12 @@ class SceneReader:
         height = max(1, round(self.grid.height / scale))
         width = max(1, round(self.grid.width / scale))
         unique = sorted(set(self.bands))
-        raw = self._dataset.read(
-            unique, out_shape=(len(unique), height, width), resampling=Resampling.average
-        )
+        try:
+            raw = self._dataset.read(
+                unique, out_shape=(len(unique), height, width), resampling=Resampling.average
+            )
+        except RasterioError as exc:
+            raise self.read_failed(exc, "its overview") from exc
         return self._model_pixels(self._in_chip_order(raw))[0]
 
     def _valid_mask(self, pixels: NDArray[np.generic]) -> NDArray[np.bool_]:

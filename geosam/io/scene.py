@@ -1,4 +1,7 @@
-"""Open a raster scene and check that it can be chipped: readable, georeferenced, north-up.
+"""Open a raster scene and check that it can be chipped: RGB-able, georeferenced, north-up.
+
+A scene must have bands that can become RGB (not none, not complex, not colour-table
+indices), a CRS and a north-up geotransform.
 
 Also owns the pixel grid that is chipped: the scene's own grid, or (with a target ground
 sample distance) a resampled grid read through a GDAL warped VRT, so memory never grows
@@ -17,7 +20,7 @@ from pathlib import Path
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetReader
 from rasterio.transform import array_bounds
@@ -66,11 +69,39 @@ def open_scene(path: str | os.PathLike[str]) -> DatasetReader:
     except rasterio.errors.RasterioIOError as exc:
         raise SceneError(f"{p}: not a raster GDAL can read; give a GeoTIFF") from exc
     try:
+        check_pixels(src, p)
         check_georeference(src, p)
     except SceneError:
         src.close()
         raise
     return src
+
+
+def check_pixels(src: DatasetReader, path: Path) -> None:
+    """Refuse rasters whose bands cannot become RGB chips: none, complex, or a colour table.
+
+    These open fine and would otherwise fail deep in reading (no band 1) or give chips that
+    look plausible but are wrong (complex values cast to real, palette indices shown as grey).
+    """
+    if src.count == 0:
+        inner = list(src.subdatasets)
+        hint = (
+            f"; it holds {len(inner)} subdatasets: extract one first, e.g. "
+            f"gdal_translate {inner[0]} band.tif"
+            if inner
+            else ""
+        )
+        raise SceneError(f"{path}: has no bands{hint}")
+    if any(str(dtype).startswith("complex") for dtype in src.dtypes):  # also complex_int16
+        raise SceneError(
+            f"{path}: holds complex values ({src.dtypes[0]}, e.g. SAR single-look complex); "
+            "give amplitude or intensity instead (a GRD product, or the SLC as amplitude)"
+        )
+    if ColorInterp.palette in src.colorinterp:
+        raise SceneError(
+            f"{path}: has a colour table (palette): its values are colour indices, not "
+            f"brightness; expand it first: gdal_translate -expand rgb {path.name} rgb.tif"
+        )
 
 
 def check_georeference(src: DatasetReader, path: Path) -> None:

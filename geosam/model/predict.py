@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from geosam.errors import CheckpointError
-from geosam.model.checkpoints import RANDOM_INIT, load_sam
+from geosam.data.settings import ChipSettings
+from geosam.errors import CheckpointError, GeosamError
+from geosam.model.checkpoints import RANDOM_INIT, detect_model_type, load_sam
 from geosam.model.decoder import decode
 from geosam.model.embeddings import encode_images
 from geosam.model.model_file import load_model_file
 from geosam.model.prompter import decode_boxes
+from geosam.model.registry import ModelSpec, build_sam, get_spec
 from geosam.model.shipsam import ShipSam
+
+log = logging.getLogger(__name__)
 
 PROMPT_BATCH = 64
 
@@ -29,6 +35,13 @@ def load_detector(
     the cache; their hash must match the one the model was trained on.
     """
     state, meta = load_model_file(model_path)
+    check_model_fits(model_path, state, meta)
+    if (Path(model_path).parent / "UNFINISHED").exists():
+        log.warning(
+            "%s: its run has not finished (see UNFINISHED beside it); this is the best model "
+            "so far",
+            model_path,
+        )
     base = checkpoint or meta.get("checkpoint")
     sam, base_hash = load_sam(meta["model_type"], base)
     if meta["base_hash"] not in (RANDOM_INIT, base_hash):
@@ -46,6 +59,49 @@ def load_detector(
             f"{model_path}: weights do not fit {meta['model_type']}: {exc}"
         ) from exc
     return model.to(device).eval(), meta
+
+
+def check_model_fits(
+    model_path: str | os.PathLike[str], state: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> ModelSpec:
+    """The spec of a model file's type, once its metadata and weights are known to fit it.
+
+    Checked before the base weights are looked for, so an edited or damaged model.pt is
+    named as the cause instead of a missing checkpoint, and never runs with weights left at
+    random because the file lacks them.
+    """
+    damaged = "the file was edited or damaged; use the model.pt of a finetune run"
+    try:
+        spec = get_spec(str(meta["model_type"]))
+    except GeosamError as exc:
+        raise CheckpointError(f"{model_path}: {exc}; {damaged}") from exc
+    dense_box = bool(meta.get("prompt_settings", {}).get("dense_box", False))
+    with torch.device("meta"):
+        model = ShipSam(
+            build_sam(spec), meta["base_hash"], bool(meta.get("train_encoder")), dense_box
+        )
+    expected = model.state_dict()
+    parts = tuple(f"{part}." for part in model.saved_parts())
+    wrong = [k for k, v in state.items() if k not in expected or expected[k].shape != v.shape]
+    missing = [k for k in expected if k.startswith(parts) and k not in state]
+    if wrong or missing:
+        encoder = {k[4:]: v for k, v in state.items() if k.startswith("sam.image_encoder.")}
+        found = detect_model_type(encoder)
+        example = f"{wrong[0]} unexpected" if wrong else f"{missing[0]} missing"
+        what = f"do not fit its model type {spec.name} ({example})"
+        if found is not None and found.name != spec.name:
+            what = f"are a {found.name} model, but its metadata says {spec.name}"
+        raise CheckpointError(f"{model_path}: its weights {what}; {damaged}")
+    try:
+        size = ChipSettings.from_dict(meta["chip_settings"]).size
+    except (GeosamError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{model_path}: its chip settings are unusable; {damaged}") from exc
+    if size != spec.image_size:
+        raise CheckpointError(
+            f"{model_path}: records {size} px chips, but a {spec.name} model takes "
+            f"{spec.image_size} px chips; {damaged}"
+        )
+    return spec
 
 
 class ChipPredictor:

@@ -9,7 +9,7 @@ either, detection runs in process and Dask is not imported at all; it is an opti
 A task is one batch of chips of one scene (`BatchTask`): the scene path, the chip settings
 this process resolved for it (bands and stretch, so every worker sees the same pixels), the
 chips' grid positions, the model path and the detection settings; never pixels. The worker
-runs `geosam.pipelines.detect.detect_chips`, the same function as the in-process path, and
+runs `geosam.pipelines.detect_scene.detect_chips`, the same function as the in-process path, and
 sends back the detections (`geosam.geometry.stitch.Detection`). Each worker process loads the model
 once and keeps the scenes it reads open for the next batch.
 
@@ -46,7 +46,7 @@ from geosam.geometry.stitch import Detection
 from geosam.io.prompt_layer import PromptLayer
 from geosam.model.device import pick_device
 from geosam.model.predict import ChipPredictor, load_detector
-from geosam.pipelines.detect import DetectSettings, chip_batches, detect_chips, open_prompts
+from geosam.pipelines.detect_scene import DetectSettings, chip_batches, detect_chips, open_prompts
 
 if TYPE_CHECKING:
     from distributed import Client, Future

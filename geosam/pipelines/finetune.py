@@ -24,8 +24,8 @@ import torch
 
 from geosam.data.prompts import PromptSettings
 from geosam.data.settings import ChipSettings
-from geosam.errors import CheckpointError
-from geosam.io.atomic import atomic_path, refuse_existing
+from geosam.errors import CheckpointError, ResumeError
+from geosam.io.atomic import atomic_path, atomic_write_text, refuse_existing
 from geosam.model.device import pick_device
 from geosam.model.model_file import save_model_file
 from geosam.model.registry import get_spec
@@ -89,9 +89,18 @@ def finetune(
 
 
 def resume_finetune(
-    run_dir: str | Path, report: Callable[[EpochEvent], None] | None = None
+    run_dir: str | Path,
+    report: Callable[[EpochEvent], None] | None = None,
+    steps: int | None = None,
+    epochs: int | None = None,
 ) -> dict[str, Any]:
-    """Continue a run from its `last.pt` exactly where it stopped (with any number of ranks)."""
+    """Continue a run from its `last.pt` exactly where it stopped (with any number of ranks).
+
+    With `steps` (or `epochs`, for a run counted in epochs) the run trains on to that new
+    total, as trainers do when their limit is raised: the learning-rate schedule is stretched
+    to the new total (so the figures differ from a run started with it), and a run that
+    stopped early trains on. Without them, the resumed run equals an uninterrupted one.
+    """
     out = Path(run_dir)
     path = out / "last.pt"
     if not path.exists():
@@ -104,15 +113,51 @@ def resume_finetune(
     pairs = [TrainingPair(Path(p["scene"]), Path(p["labels"]), p["layer"]) for p in config["pairs"]]
     chip_settings = ChipSettings.from_dict(config["chip_settings"])
     settings = FinetuneSettings(**config["finetune_settings"])
+    done = state["trainer"]
+    longer = _longer(settings, steps, epochs, int(done["global_step"]), int(done["epoch"]), out)
     prompts = PromptSettings(**config["prompt_settings"])
     ranks = launched()
     device = pick_device(settings.device, ranks.local_rank if ranks.distributed else None)
     with process_group(ranks, device):
         chips, _ = load_training_chips(pairs, chip_settings)
-        trainer = Trainer(chips, chip_settings, settings, prompts, out, pairs, ranks)
-        trainer.load_resume_state(state["trainer"])
+        trainer = Trainer(chips, chip_settings, longer, prompts, out, pairs, ranks)
+        trainer.load_resume_state(done)
+        if longer != settings:
+            trainer.stale_epochs = 0  # the user asked for more: early stopping starts afresh
         log.info("resuming %s after epoch %d of %d", out, trainer.epoch, trainer.epochs)
         return _run(trainer, report)
+
+
+def _longer(
+    settings: FinetuneSettings,
+    steps: int | None,
+    epochs: int | None,
+    steps_done: int,
+    epochs_done: int,
+    out: Path,
+) -> FinetuneSettings:
+    """`settings` with the raised total of a resumed run; refuses a total it cannot train to."""
+    if steps is None and epochs is None:
+        return settings
+    by_epochs = settings.epochs is not None
+    if (epochs if by_epochs else steps) is None:
+        unit = "--epochs" if by_epochs else "--steps"
+        raise ResumeError(f"{out}: this run counts its length in {unit[2:]}; give {unit} instead")
+    if by_epochs:
+        assert epochs is not None
+        if epochs <= epochs_done:
+            raise ResumeError(
+                f"{out}: has trained {epochs_done} epochs already; give --epochs above "
+                f"{epochs_done} to train longer"
+            )
+        return replace(settings, epochs=epochs)
+    assert steps is not None
+    if steps <= steps_done:
+        raise ResumeError(
+            f"{out}: has trained {steps_done} steps already; give --steps above {steps_done} "
+            "to train longer"
+        )
+    return replace(settings, steps=steps)
 
 
 @contextlib.contextmanager
@@ -136,9 +181,49 @@ def _run_log(path: Path | None) -> Iterator[None]:
         handler.close()
 
 
+UNFINISHED = "UNFINISHED"
+"""A file in a run folder while its run has not reached its end (stopped, killed, or still
+training): its model.pt is the best so far, not the run's result."""
+
+
+@contextlib.contextmanager
+def _flush_denormals(on: bool) -> Iterator[None]:
+    """Flush denormal floats to zero during the block (CPU training), then restore the state.
+
+    Denormals slow CPU steps about 8x while masks collapse early in training. The flag is the
+    processor's, for the whole process, so it is put back as it was: a user's process (or
+    a test run) must not keep flushing after `finetune` returns.
+    """
+    smallest_normal = 2.2250738585072014e-308
+    before = smallest_normal / 2 == 0.0  # True when the processor already flushes
+    if on and not before:
+        torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if on and not before:
+            torch.set_flush_denormal(False)
+
+
 def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[str, Any]:
+    with _flush_denormals(trainer.device.type == "cpu"):
+        return _train(trainer, report)
+
+
+def _train(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[str, Any]:
     out = trainer.run_dir
     main = trainer.ranks.main
+    marker = out / UNFINISHED
+    if main:
+        if trainer.epoch >= trainer.epochs or trainer.stale_epochs >= trainer.settings.patience:
+            log.warning(
+                "%s: the run has finished; nothing to train (give --steps to train longer)", out
+            )
+        atomic_write_text(
+            marker,
+            "This run has not finished: model.pt is the best model so far.\n"
+            f"Continue it with: geosam finetune --resume {out}\n",
+        )
     with _run_log(out / "finetune.log" if main else None):
         settings = trainer.settings
         while trainer.epoch < trainer.epochs and trainer.stale_epochs < settings.patience:
@@ -190,6 +275,7 @@ def _run(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dict[
             log.info("early stop: validation IoU did not improve for %d epochs", settings.patience)
         if main:
             write_curves(out / "curves.png", trainer.history)
+            marker.unlink(missing_ok=True)
         best = max(trainer.history, key=lambda r: r["val_score"]) if trainer.history else {}
         encoder_calls = int(trainer.sum_over_ranks(trainer.cache.encoder_calls))
         if trainer.ranks.distributed:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -27,11 +26,14 @@ import shapely
 from geosam import __version__
 from geosam.data.samples import ChipSample, SceneChips
 from geosam.data.settings import ChipSettings
-from geosam.errors import OutputExistsError
+from geosam.errors import GridError, LabelsError, OutputExistsError, SceneError
 from geosam.io.atomic import atomic_write_text, refuse_existing
-from geosam.io.chipfile import write_chip
+from geosam.io.background import BackgroundWrites
+from geosam.io.chipfile import CODECS, DEFAULT_CODEC, write_chip
 from geosam.io.coco import CocoWriter
 from geosam.io.labelfile import LabelArrays, write_labels
+from geosam.io.layer_styles import CHIP_OUTLINES, LABELLED_OUTLINES
+from geosam.io.staging import staged_output
 from geosam.io.vectors import write_layers
 
 log = logging.getLogger(__name__)
@@ -60,75 +62,35 @@ def tile_scene(
     coco: bool = False,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    codec: str = DEFAULT_CODEC,
 ) -> TileSummary:
     """Cut `scene` into chip GeoTIFFs (and per-chip labels from `labels`) under `out_dir`.
 
     Args:
         scene: raster path.
-        out_dir: output folder; refused if not empty unless `overwrite`.
+        out_dir: output folder; refused if not empty unless `overwrite`. Files are written
+            into a staging folder beside it and moved in when all are written
+            (`geosam.io.staging`): the folder is complete or untouched.
         settings: chip size, overlap, bands, nodata, gsd, stretch.
         labels: ship footprints (any OGR vector source).
         layer: footprint layer name.
         coco: also write COCO ``annotations.json``.
         overwrite: replace geosam's outputs in a non-empty `out_dir`.
         progress: called as ``progress(done, total)`` after each grid chip.
+        codec: chip compression, a name of `geosam.io.chipfile.CODECS`.
     """
+    if codec not in CODECS:
+        raise GridError(f"unknown chip compression {codec!r}; choose one of {', '.join(CODECS)}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: is a file, not a folder; choose another output folder")
     if out.exists():
         refuse_existing(out, overwrite)
     with SceneChips(scene, labels, layer, settings) as chips:
-        if overwrite:
-            _remove_previous(out)
-        (out / "chips").mkdir(parents=True, exist_ok=True)
-        if chips.labeler is not None:
-            (out / "labels").mkdir(exist_ok=True)
-        summary = TileSummary(out)
-        coco_writer = CocoWriter() if coco and chips.labeler is not None else None
-        chip_rows: list[dict[str, Any]] = []
-        ship_rows: list[dict[str, Any]] = []
-        for done, sample in enumerate(chips.samples(), start=1):
-            chip = sample.chip
-            if sample.valid.any():
-                write_chip(
-                    out / "chips" / f"{chip.chip_id}.tif",
-                    sample.image,
-                    chip.transform,
-                    chips.reader.grid.crs,
-                )
-                n_ships = _write_labels(out, sample, coco_writer, ship_rows)
-                summary.ships += n_ships
-                chip_rows.append(_chip_row(sample, n_ships))
-                summary.chips_written += 1
-            else:
-                summary.chips_skipped += 1
-            if progress is not None:
-                progress(done, len(chips.chips))
-
-        crs = chips.reader.grid.crs
-        layers = {
-            "chips": gpd.GeoDataFrame(chip_rows, geometry="geometry", crs=crs)
-            if chip_rows
-            else _empty_chips(crs)
-        }
-        if chips.labeler is not None:
-            layers["ships"] = (
-                gpd.GeoDataFrame(ship_rows, geometry="geometry", crs=crs)
-                if ship_rows
-                else gpd.GeoDataFrame(
-                    {"ship_id": [], "chip_id": [], "visible": []}, geometry=[], crs=crs
-                )
-            )
-        write_layers(out / "index.gpkg", layers)
-        if coco_writer is not None:
-            coco_writer.write(out / "annotations.json")
-        report = chips.footprint_report
-        if report is not None and chips.labeler is not None:
-            report.dropped_slivers = chips.labeler.dropped_slivers
-            summary.footprints = asdict(report)
-        summary.metadata = _metadata(chips, summary)
-        atomic_write_text(out / "metadata.json", json.dumps(summary.metadata, indent=2))
+        _refuse_labels_off_scene(chips)
+        with staged_output(out, OWNED, "metadata.json") as stage:
+            summary = _write_tiles(chips, stage, coco, codec, progress)
+    summary.out_dir = out
     log.info(
         "%s: wrote %d chips (%d skipped without valid pixels) to %s",
         Path(scene).name,
@@ -139,14 +101,96 @@ def tile_scene(
     return summary
 
 
+def _write_tiles(
+    chips: SceneChips,
+    stage: Path,
+    coco: bool,
+    codec: str,
+    progress: Callable[[int, int], None] | None,
+) -> TileSummary:
+    """Write every chip, its labels, the index, COCO and the metadata (last) into `stage`."""
+    (stage / "chips").mkdir()
+    if chips.labeler is not None:
+        (stage / "labels").mkdir()
+    summary = TileSummary(stage)
+    coco_writer = CocoWriter() if coco and chips.labeler is not None else None
+    chip_rows: list[dict[str, Any]] = []
+    ship_rows: list[dict[str, Any]] = []
+    crs = chips.reader.grid.crs
+    with BackgroundWrites() as writes:  # compression overlaps the next reads
+        for done, sample in enumerate(chips.samples(), start=1):
+            chip = sample.chip
+            if sample.valid.any():
+                path = stage / "chips" / f"{chip.chip_id}.tif"
+                writes.submit(write_chip, path, sample.image, chip.transform, crs, codec)
+                n_ships = _write_labels(stage, sample, coco_writer, ship_rows, writes)
+                summary.ships += n_ships
+                chip_rows.append(_chip_row(sample, n_ships))
+                summary.chips_written += 1
+            else:
+                summary.chips_skipped += 1
+            if progress is not None:
+                progress(done, len(chips.chips))
+
+    if summary.chips_written == 0:
+        raise SceneError(
+            f"{chips.reader.path}: has no valid pixel (all nodata or NaN); check the scene, "
+            "or give its real nodata value with --nodata"
+        )
+    layers = {
+        "chips": gpd.GeoDataFrame(chip_rows, geometry="geometry", crs=crs)
+        if chip_rows
+        else _empty_chips(crs)
+    }
+    if chips.labeler is not None:
+        layers["ships"] = (
+            gpd.GeoDataFrame(ship_rows, geometry="geometry", crs=crs)
+            if ship_rows
+            else gpd.GeoDataFrame(
+                {"ship_id": [], "chip_id": [], "visible": []}, geometry=[], crs=crs
+            )
+        )
+    write_layers(
+        stage / "index.gpkg",
+        layers,
+        {"chips": CHIP_OUTLINES, "ships": LABELLED_OUTLINES},
+        f"Chip index written by geosam {__version__}",
+    )
+    if coco_writer is not None:
+        coco_writer.write(stage / "annotations.json")
+    report = chips.footprint_report
+    if report is not None and chips.labeler is not None:
+        report.dropped_slivers = chips.labeler.dropped_slivers
+        summary.footprints = asdict(report)
+    summary.metadata = _metadata(chips, summary, codec)
+    atomic_write_text(stage / "metadata.json", json.dumps(summary.metadata, indent=2))
+    return summary
+
+
+def _refuse_labels_off_scene(chips: SceneChips) -> None:
+    """Refuse footprints of which none lands on the scene: the labels are not of this scene."""
+    labeler, report = chips.labeler, chips.footprint_report
+    if labeler is None or report is None or labeler.outside_scene < len(labeler.geometries):
+        return
+    raise LabelsError(
+        f"{report.source}: none of its {len(labeler.geometries)} footprints lies on the scene "
+        f"{chips.scene_name}; check that they belong to this scene and that their CRS is right"
+    )
+
+
 def _write_labels(
-    out: Path, sample: ChipSample, coco: CocoWriter | None, ship_rows: list[dict[str, Any]]
+    out: Path,
+    sample: ChipSample,
+    coco: CocoWriter | None,
+    ship_rows: list[dict[str, Any]],
+    writes: BackgroundWrites,
 ) -> int:
     labels = sample.labels
     if labels is None:
         return 0
     chip = sample.chip
-    write_labels(
+    writes.submit(
+        write_labels,
         out / "labels" / f"{chip.chip_id}.npz",
         LabelArrays(labels.ship_ids, labels.boxes, labels.masks, labels.visible),
     )
@@ -203,7 +247,7 @@ def _empty_chips(crs: Any) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({c: [] for c in columns}, geometry=[], crs=crs)
 
 
-def _metadata(chips: SceneChips, summary: TileSummary) -> dict[str, Any]:
+def _metadata(chips: SceneChips, summary: TileSummary, codec: str) -> dict[str, Any]:
     grid = chips.reader.grid
     return {
         "geosam_version": __version__,
@@ -219,18 +263,9 @@ def _metadata(chips: SceneChips, summary: TileSummary) -> dict[str, Any]:
         },
         "settings": chips.settings.to_dict(),
         "stretch": chips.settings.stretch.to_dict() if chips.settings.stretch else None,
+        "chip_compression": codec,
         "chips_written": summary.chips_written,
         "chips_skipped": summary.chips_skipped,
         "ships": summary.ships,
         "footprints": summary.footprints,
     }
-
-
-def _remove_previous(out: Path) -> None:
-    """Remove only what an earlier `geosam tile` wrote into `out`."""
-    for name in OWNED:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()

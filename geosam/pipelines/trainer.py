@@ -174,8 +174,6 @@ class Trainer:
         self.best_score = -1.0
         self.stale_epochs = 0
         self.autocast = self.device.type == "cuda"
-        if self.device.type == "cpu":
-            torch.set_flush_denormal(True)  # denormals slow CPU steps ~8x while masks collapse
 
     # --- embeddings -----------------------------------------------------------------------
     def prepare_embeddings(self) -> None:
