@@ -25,28 +25,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     The temporary name keeps the suffix so that drivers chosen by extension (GDAL) still work.
     """
     final = Path(path)
-    try:
+    with write_errors(final):
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
         )
-    except OSError as exc:
-        error = _write_error(final, exc)
-        if error is None:
-            raise
-        raise error from exc
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # writers such as GDAL want to create the file themselves
     try:
-        yield tmp
-        os.replace(tmp, final)
-    except OSError as exc:
-        _remove(tmp)
-        error = _write_error(final, exc)
-        if error is None:
-            raise
-        raise error from exc
+        with write_errors(final):
+            yield tmp
+            os.replace(tmp, final)
     except BaseException:
         _remove(tmp)
         raise
@@ -58,13 +48,25 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def _write_error(final: Path, exc: OSError) -> OutputWriteError | None:
-    """`OutputWriteError` naming `final` for a full disk or missing rights, else None."""
-    if exc.errno == errno.ENOSPC:
-        return OutputWriteError(f"{final}: disk full; free space and run again")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputWriteError(f"{final}: permission denied; choose a folder you may write to")
-    return None
+@contextlib.contextmanager
+def write_errors(output: Path, note: str = "") -> Iterator[None]:
+    """A full disk or missing rights in the block become one `OutputWriteError` naming `output`.
+
+    An `OutputWriteError` from a nested write (naming a file inside `output`) is named again
+    after `output`, the path the user gave; other errors pass unchanged. `note` ends the
+    message (e.g. that nothing was written).
+    """
+    try:
+        yield
+    except OSError as exc:
+        code = exc.errno or getattr(exc.__cause__ or exc.__context__, "errno", None)
+        if code == errno.ENOSPC:
+            raise OutputWriteError(f"{output}: disk full; free space and run again{note}") from exc
+        if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise OutputWriteError(
+                f"{output}: permission denied; choose a folder you may write to{note}"
+            ) from exc
+        raise
 
 
 def _remove(tmp: Path) -> None:

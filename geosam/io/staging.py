@@ -12,7 +12,6 @@ it is never mistaken for a finished one.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -20,9 +19,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from geosam.errors import GeosamError, OutputWriteError
+from geosam.errors import GeosamError
+from geosam.io.atomic import write_errors
 
 log = logging.getLogger(__name__)
+
+NOTHING_WRITTEN = " (nothing was written)"
 
 
 def staging_folder(out: Path) -> Path:
@@ -45,24 +47,15 @@ def staged_output(out: Path, owned: Sequence[str], marker: str) -> Iterator[Path
             the message names `out`.
     """
     staging = staging_folder(out)
-    try:
+    with write_errors(out, NOTHING_WRITTEN):
         if staging.exists():
             log.info("%s: removing the unfinished output of an interrupted run", staging)
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-    except OSError as exc:
-        error = _write_error(out, exc)
-        if error is None:
-            raise
-        raise error from exc
     try:
-        yield staging
-        _move_in(staging, out, owned, marker)
-    except OSError as exc:
-        error = _write_error(out, exc)
-        if error is None:
-            raise
-        raise error from exc
+        with write_errors(out, NOTHING_WRITTEN):
+            yield staging
+            _move_in(staging, out, owned, marker)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -81,18 +74,6 @@ def _move_in(staging: Path, out: Path, owned: Sequence[str], marker: str) -> Non
     for name in (*(n for n in owned if n != marker), marker):
         if (staging / name).exists():
             os.replace(staging / name, out / name)
-
-
-def _write_error(out: Path, exc: OSError) -> OutputWriteError | None:
-    """`OutputWriteError` naming the output folder for a full disk or missing rights, else None."""
-    code = exc.errno or getattr(exc.__cause__ or exc.__context__, "errno", None)
-    if code == errno.ENOSPC:
-        return OutputWriteError(f"{out}: disk full; free space and run again (nothing was written)")
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputWriteError(
-            f"{out}: permission denied; choose a folder you may write to (nothing was written)"
-        )
-    return None
 
 
 class StagedFiles:

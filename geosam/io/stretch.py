@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,7 +26,6 @@ from geosam.errors import BandError, InputNotFoundError
 
 DEFAULT_PERCENTILES = (2.0, 98.0)
 SAMPLE_WINDOWS_PER_AXIS = 8
-LUT_ROWS = 128
 SAMPLE_WINDOW_SIZE = 256
 
 
@@ -59,16 +58,9 @@ class Stretch:
         table = self._tables_signed if dtype.kind == "i" else self._tables_unsigned
         offset = 2**15 if dtype.kind == "i" else 0
         out = np.empty(pixels.shape, dtype=np.uint8)
-        rows = pixels.shape[1]
         for band in range(len(pixels)):
-            # A gather holds the GIL; in slices of LUT_ROWS rows a thread reading the next
-            # chip (GDAL, which releases it) waits a fraction of a millisecond, not a band.
-            for top in range(0, rows, LUT_ROWS):
-                part = pixels[band, top : top + LUT_ROWS]
-                index = cast(
-                    NDArray[np.integer[Any]], part.astype(np.int32) + offset if offset else part
-                )
-                np.take(table[band], index, out=out[band, top : top + LUT_ROWS], mode="clip")
+            index = pixels[band].astype(np.int32) + offset if offset else pixels[band]
+            np.take(table[band], index, out=out[band], mode="clip")  # index is in range
         return out
 
     def scale(self, pixels: NDArray[np.generic]) -> NDArray[np.uint8]:

@@ -90,12 +90,17 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
-_CHECKED: dict[tuple[str, ...], str] = {}
+_CHECKED: dict[tuple[object, ...], str] = {}
+"""Versions already asked, by command and the time its file changed (an upgrade asks again)."""
 
 
 def version_of(command: list[str]) -> str:
     """`geosam --version` of `command` ("0.1.0"); GeosamCommandError if it does not run."""
-    key = tuple(command)
+    try:
+        changed = os.path.getmtime(command[0])
+    except OSError:
+        changed = None
+    key = (*command, changed)
     if key not in _CHECKED:
         try:
             done = subprocess.run(
