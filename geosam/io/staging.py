@@ -29,7 +29,8 @@ NOTHING_WRITTEN = " (nothing was written)"
 
 def staging_folder(out: Path) -> Path:
     """The hidden staging folder of output folder `out` (same parent, same filesystem)."""
-    return out.parent / f".{out.name}.geosam-partial"
+    folder = out.resolve()  # "." or "run/" name their folder too
+    return folder.parent / f".{folder.name}.geosam-partial"
 
 
 @contextmanager
