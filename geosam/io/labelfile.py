@@ -12,8 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from geosam.io.atomic import atomic_path
-
 
 @dataclass(frozen=True)
 class LabelArrays:
@@ -33,9 +31,13 @@ class LabelArrays:
 
 
 def write_labels(path: str | os.PathLike[str], labels: LabelArrays) -> None:
-    """Write one chip's labels atomically."""
+    """Write one chip's labels in place.
+
+    `geosam tile` writes into a staging folder that becomes the output only when complete
+    (`geosam.io.staging`), as it does chip files, so no per-file rename is needed.
+    """
     n, height, width = labels.masks.shape
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with open(path, "wb") as fh:
         np.savez_compressed(
             fh,
             ship_ids=labels.ship_ids,

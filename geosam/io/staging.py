@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 
 from geosam.errors import GeosamError
 from geosam.io.atomic import write_errors
@@ -80,10 +81,12 @@ def _move_in(staging: Path, out: Path, owned: Sequence[str], marker: str) -> Non
 class StagedFiles:
     """Several output files written under hidden names and renamed together when all exist.
 
-    `geosam detect` writes a ship layer and, per scene, a mask raster and a preview; each is
-    written to `path(final)` (a hidden name beside it, the same every run, so a killed run's
-    leftovers are simply overwritten) and all are renamed by `commit`, the first registered
-    last. A run that fails or is killed before that leaves no file under a final name.
+    `with StagedFiles() as staged:` `geosam detect` writes a ship layer and, per scene, a mask
+    raster and a preview, each to `staged.path(final)` (a hidden name beside it, the same every
+    run, so a killed run's leftovers are simply overwritten). When the block ends all are
+    renamed, the first registered last; when it fails they are removed, and an error that
+    names a hidden file names its final path instead. A run that fails or is killed leaves no
+    file under a final name.
     """
 
     def __init__(self) -> None:
@@ -96,6 +99,23 @@ class StagedFiles:
         staged = target.with_name(f".{target.stem}.geosam-partial{target.suffix}")
         self._pairs.append((staged, target))
         return staged
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.commit()
+            return
+        error = self.public_error(exc)
+        self.discard()
+        if error is not exc:
+            raise error from exc
 
     def commit(self) -> None:
         """Rename every staged file to its final name; the first registered goes last."""

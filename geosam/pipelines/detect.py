@@ -77,8 +77,6 @@ def detect(
     for target in targets:
         refuse_existing(target, overwrite)
     names = [Path(scene).stem for scene in scenes]
-    staged = StagedFiles()
-    ships_path = staged.path(output)  # registered first: renamed last, once all else is in
 
     def report(name: str) -> Callable[[int, int], None]:
         def scene_progress(done: int, total: int) -> None:
@@ -99,7 +97,8 @@ def detect(
             )
         return layer
 
-    try:
+    with StagedFiles() as staged:
+        ships_path = staged.path(output)  # registered first: renamed last, once all is in
         found: dict[int, gpd.GeoDataFrame] = {}
         if on_cluster:
             from geosam.pipelines.distributed_detect import connect, detect_on_cluster
@@ -147,13 +146,6 @@ def detect(
                     found[index] = finish(names[index], chips, frame)
         layers = {names[i]: found[i] for i in range(len(scenes))}
         write_ship_layers(ships_path, layers, overwrite=True)  # the hidden name, refused above
-        staged.commit()
-    except BaseException as exc:
-        error = staged.public_error(exc)
-        staged.discard()
-        if error is exc:
-            raise
-        raise error from exc
     return layers
 
 
