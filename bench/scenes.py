@@ -9,7 +9,7 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from bench.common import data_dir
+from bench.common import data_dir, in_child
 
 BLOCK = 512
 
@@ -23,8 +23,16 @@ def synthetic_scene(size: int, dtype: str = "uint16", compress: str | None = Non
     """
     suffix = f"_{compress}" if compress else ""
     path = data_dir() / f"scene_{size}_{dtype}{suffix}.tif"
-    if path.exists():
-        return path
+    if not path.exists():
+        # Written in a child: a child's peak RSS starts at its parent's RSS when it is
+        # created, so a parent that had held a scene's arrays would inflate every later
+        # whole-process measurement (`common.measured_process`).
+        in_child("scenes:write_scene", size=size, dtype=dtype, compress=compress, path=str(path))
+    return path
+
+
+def write_scene(size: int, dtype: str, compress: str | None, path: str) -> dict[str, str]:
+    """Write the scene `synthetic_scene` describes to `path` (run in a child process)."""
     profile = {
         "driver": "GTiff",
         "width": size,
@@ -42,7 +50,7 @@ def synthetic_scene(size: int, dtype: str = "uint16", compress: str | None = Non
     if compress:
         profile.update(compress=compress, num_threads="ALL_CPUS")
     rng = np.random.default_rng(0)
-    tmp = path.with_suffix(".part.tif")
+    tmp = Path(path).with_suffix(".part.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
         for row in range(0, size, BLOCK):
             rows = min(BLOCK, size - row)
@@ -54,4 +62,4 @@ def synthetic_scene(size: int, dtype: str = "uint16", compress: str | None = Non
             top = np.iinfo(dtype).max
             dst.write(np.clip(block, 0, top).astype(dtype), window=Window(0, row, size, rows))
     tmp.rename(path)
-    return path
+    return {"path": path}
