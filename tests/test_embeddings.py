@@ -11,7 +11,7 @@ from geosam.model.embeddings import EmbeddingCache, encode_images
 from geosam.model.registry import build_sam, get_spec
 
 SPEC = get_spec("tiny")
-SIZE, CELLS, DIM = SPEC.image_size, SPEC.embedding_size, SPEC.prompt_embed_dim
+SIZE, CELLS, DIM = SPEC.image_size, SPEC.embedding_size, SPEC.embedding_channels
 CPU = torch.device("cpu")
 
 

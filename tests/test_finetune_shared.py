@@ -32,7 +32,11 @@ def test_short_run_on_real_yachts_beats_the_untrained_model(tmp_path, monkeypatc
             chip = trainer.chips[i]
             emb = trainer.embeddings([i], grad=False)
             logits, _ = decode(
-                trainer.model.sam, emb, boxes=torch.from_numpy(chip.boxes), dense_box=True
+                trainer.model.sam,
+                emb,
+                boxes=torch.from_numpy(chip.boxes),
+                dense_box=True,
+                refiner=trainer.model.refiner,
             )
             filled = filled_boxes(chip.boxes, chip.image.shape[-1])
             like_box += mask_iou(logits > 0, filled).tolist()

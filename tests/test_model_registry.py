@@ -39,7 +39,9 @@ def test_tiny_builds_and_encodes():
     assert 2_500_000 < n_params < 4_000_000
     with torch.no_grad():
         embedding = sam.image_encoder(torch.zeros(1, 3, 256, 256))
-    assert embedding.shape == (1, 128, 32, 32)
+    # SAM's 128 channels, then 16 detail channels at 128 x 128 packed into 16 x 16 x 16.
+    assert embedding.shape == (1, 128 + 16 * 16, 32, 32)
+    assert get_spec("tiny").embedding_channels == embedding.shape[1]
     assert sam.prompt_encoder.get_dense_pe().shape == (1, 128, 32, 32)
 
 

@@ -69,7 +69,7 @@ from geosam.pipelines.training_data import TrainingPair, read_manifest
     default=FinetuneSettings.steps,
     show_default=True,
     help="Optimiser steps in all (early stopping may end sooner). The default trains the "
-    "from-scratch tiny model to the accuracy bench/accuracy.py measures (~25 min on 2 cores).",
+    "from-scratch tiny model to the accuracy bench/accuracy.py measures (16-35 min on 2 cores).",
 )
 @click.option(
     "--val-every",

@@ -5,7 +5,8 @@ either. Convolutions know locality from the start, which is why MobileSAM and Ef
 small models swap SAM's encoder while keeping its prompt encoder and mask decoder. This one is
 a residual CNN down to 1/32 of the chip with a feature-pyramid top-down path back to the
 embedding stride, so every embedding cell sees both the hull under it and the harbour around it.
-It makes embeddings shaped like SAM's: (B, C, S/stride, S/stride), ending in SAM's LayerNorm2d.
+It makes embeddings shaped like SAM's: (B, C, S/stride, S/stride), ending in SAM's LayerNorm2d,
+optionally followed by packed half-resolution detail channels (`geosam.model.detail`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
+
+from geosam.model.detail import pack_detail
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -46,6 +49,8 @@ class ConvImageEncoder(nn.Module):
         stride: embedding stride s in pixels: 4, 8 or 16.
         widths: channels at strides 2, 4, 8, 16 and 32.
         depths: residual blocks at strides 4, 8, 16 and 32.
+        detail_chans: channels of detail features at stride 2, made from the stride 2 and 4
+            features and packed after the embedding's channels; 0 for none.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class ConvImageEncoder(nn.Module):
         stride: int = 8,
         widths: tuple[int, int, int, int, int] = (24, 48, 96, 160, 160),
         depths: tuple[int, int, int, int] = (1, 2, 2, 1),
+        detail_chans: int = 0,
     ) -> None:
         super().__init__()
         if stride not in (4, 8, 16):
@@ -78,10 +84,19 @@ class ConvImageEncoder(nn.Module):
             nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False),
             LayerNorm2d(out_chans),
         )
+        self.detail_chans = detail_chans
+        self.detail = (
+            nn.Sequential(
+                _conv(widths[0] + widths[1], detail_chans),
+                nn.Conv2d(detail_chans, detail_chans, 1),
+            )
+            if detail_chans
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) normalised pixels -> (B, out_chans, S/stride, S/stride)."""
-        x = self.stem(x)
+        """(B, 3, S, S) normalised pixels -> (B, out_chans [+ detail], S/stride, S/stride)."""
+        x = half = self.stem(x)
         features = []
         for stage in self.stages:
             x = stage(x)
@@ -91,4 +106,9 @@ class ConvImageEncoder(nn.Module):
             lateral = self.lateral[level](features[self.first_level + level])
             top = lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")
         out: torch.Tensor = self.neck(top)
-        return out
+        if self.detail is None:
+            return out
+        quarter = F.interpolate(
+            features[0], size=half.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return pack_detail(out, self.detail(torch.cat([half, quarter], 1)))

@@ -9,6 +9,9 @@ fed the filled box, so the box's extent reaches the decoder as a map aligned wit
 embedding, not only as two corner tokens. A decoder trained from scratch learns "the ship
 inside this box" from the map within a few hundred steps, where it learns to read corner
 tokens far more slowly; the prompt encoder and mask decoder are SAM's own, unchanged.
+
+Embeddings of `tiny` also carry half-resolution detail channels; with them, a `MaskRefiner`
+corrects the decoder's low-resolution logits before they are upsampled (`geosam.model.detail`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import Sam
+
+from geosam.model.detail import MaskRefiner, split_embedding
 
 BOX_LOGIT = 4.0
 """Mask-input logit inside (+) and outside (-) a dense box prompt."""
@@ -43,16 +48,19 @@ def decode(
     boxes: torch.Tensor | None = None,
     points: torch.Tensor | None = None,
     dense_box: bool = False,
+    refiner: MaskRefiner | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masks for P prompts on one chip.
 
     Args:
         sam: the model.
-        embedding: (1, C, E, E) image embedding.
+        embedding: (1, C, E, E) image embedding, or (1, C + 16D, E, E) with packed detail.
         boxes: (P, 4) XYXY chip pixels, or None.
         points: (P, 2) positive point (x, y) in chip pixels, or None; exactly one of boxes
             and points is given.
         dense_box: also give each box as SAM's mask input (see the module docstring).
+        refiner: corrects the decoder's logits from the embedding's detail channels; used
+            when the embedding has them (a model with detail channels always has a refiner).
 
     Returns:
         Mask logits (P, S, S) at full chip size and predicted IoU (P,).
@@ -61,7 +69,10 @@ def decode(
     if points is not None:
         labels = torch.ones(points.shape[0], 1, dtype=torch.int, device=points.device)
         point_arg = (points[:, None, :], labels)
-    masks = box_mask_input(sam, boxes) if dense_box and boxes is not None else None
+    embedding, detail = split_embedding(embedding, sam.prompt_encoder.embed_dim)
+    wants_map = dense_box or detail is not None
+    box_map = box_mask_input(sam, boxes) if boxes is not None and wants_map else None
+    masks = box_map if dense_box else None
     sparse, dense = sam.prompt_encoder(points=point_arg, boxes=boxes, masks=masks)
     low_res, iou = sam.mask_decoder(
         image_embeddings=embedding,
@@ -70,6 +81,11 @@ def decode(
         dense_prompt_embeddings=dense,
         multimask_output=False,
     )
+    if detail is not None:
+        if refiner is None:
+            raise ValueError("an embedding with detail channels needs the model's refiner")
+        prompt_map = torch.zeros_like(low_res) if box_map is None else box_map / BOX_LOGIT
+        low_res = refiner(detail, low_res, prompt_map)
     size = sam.image_encoder.img_size
     logits = F.interpolate(low_res, (size, size), mode="bilinear", align_corners=False)
     return logits[:, 0], iou[:, 0]

@@ -15,6 +15,7 @@ from segment_anything.modeling import Sam
 
 from geosam.data.prompts import PromptBatch
 from geosam.model.decoder import decode
+from geosam.model.detail import MaskRefiner
 
 
 def balanced_focal_loss(
@@ -77,7 +78,11 @@ def heatmap_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 
 def prompt_losses(
-    sam: Sam, embedding: torch.Tensor, prompts: PromptBatch, dense_box: bool
+    sam: Sam,
+    embedding: torch.Tensor,
+    prompts: PromptBatch,
+    dense_box: bool,
+    refiner: MaskRefiner | None = None,
 ) -> torch.Tensor:
     """(P,) losses of one chip's prompts: BCE + Dice of the mask, plus the IoU head's MSE.
 
@@ -90,6 +95,7 @@ def prompt_losses(
         embedding: (1, C, E, E) image embedding of the chip.
         prompts: the chip's prompts and target masks (chip pixels).
         dense_box: boxes also go in as SAM's mask input.
+        refiner: the model's mask refiner, if its embeddings carry detail channels.
     """
     is_box = ~np.isnan(prompts.boxes[:, 0])
     parts = []
@@ -98,7 +104,11 @@ def prompt_losses(
             continue
         prompt = torch.from_numpy(prompts.boxes[sel] if kind == "boxes" else prompts.points[sel])
         logits, iou_pred = decode(
-            sam, embedding, **{kind: prompt.to(embedding.device)}, dense_box=dense_box
+            sam,
+            embedding,
+            **{kind: prompt.to(embedding.device)},
+            dense_box=dense_box,
+            refiner=refiner,
         )
         target = torch.from_numpy(prompts.targets[sel]).to(embedding.device).float()
         logits = logits.float()

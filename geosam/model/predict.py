@@ -148,6 +148,7 @@ class ChipPredictor:
                     embedding,
                     **{kind: chunk.to(self.device)},
                     dense_box=self.model.dense_box,
+                    refiner=self.model.refiner,
                 )
             out_masks.append((logits.float() > 0).cpu().numpy())
             out_iou.append(iou.float().clamp(0, 1).cpu().numpy())

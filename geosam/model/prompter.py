@@ -47,6 +47,7 @@ class ShipPrompter(nn.Module):
             nn.GroupNorm(8, fine),
             nn.GELU(),
         )
+        self.in_channels = in_channels
         self.heatmap = nn.Conv2d(fine, 1, 1)
         self.offset = nn.Conv2d(fine, 2, 1)
         self.size = nn.Conv2d(fine, 2, 1)
@@ -54,8 +55,11 @@ class ShipPrompter(nn.Module):
         nn.init.constant_(self.heatmap.bias, -math.log((1 - 0.01) / 0.01))  # type: ignore[arg-type]
 
     def forward(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) embeddings -> heatmap logits, offsets, log-sizes: (B, 1|2|2, 2h, 2w)."""
-        x = self.trunk(embeddings)
+        """(B, C, h, w) embeddings -> heatmap logits, offsets, log-sizes: (B, 1|2|2, 2h, 2w).
+
+        Channels past `in_channels` (packed detail, `geosam.model.detail`) are not read.
+        """
+        x = self.trunk(embeddings[:, : self.in_channels])
         return self.heatmap(x), self.offset(x), self.size(x)
 
 

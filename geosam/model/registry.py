@@ -3,7 +3,7 @@
 Each `ModelSpec` holds the numbers of one model type. `build_sam` composes SAM from
 segment-anything's own parts with these numbers, so the ``vit_*`` models built here have
 exactly the parameter names and shapes of Meta's official checkpoints. ``tiny`` is geosam's
-own small SAM (about 1.9M parameters, 256 px input) for CPUs and tests; it has no official
+own small SAM (about 3.2M parameters, 256 px input) for CPUs and tests; it has no official
 weights and is trained from scratch.
 """
 
@@ -24,6 +24,7 @@ from segment_anything.modeling import (
 
 from geosam.errors import ModelError
 from geosam.model.conv_encoder import ConvImageEncoder
+from geosam.model.detail import DETAIL_CHANNELS
 
 OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
@@ -51,6 +52,8 @@ class ModelSpec:
         encoder: ``"vit"`` (SAM's own image encoder) or ``"conv"`` (`ConvImageEncoder`, for
             models trained from scratch; patch_size is then its stride, and the ViT fields
             other than image_size are unused).
+        detail_chans: half-resolution detail channels the conv encoder packs into the
+            embedding for the mask refiner (`geosam.model.detail`); 0 for none.
         official_filename: file name of Meta's released weights, or None.
         official_url: where those weights are downloaded from, or None.
     """
@@ -67,6 +70,7 @@ class ModelSpec:
     decoder_mlp_dim: int
     decoder_num_heads: int
     encoder: str = "vit"
+    detail_chans: int = 0
     official_filename: str | None = None
     official_url: str | None = None
 
@@ -74,6 +78,12 @@ class ModelSpec:
     def embedding_size(self) -> int:
         """Edge of the image embedding in cells: the embedding is (prompt_embed_dim, E, E)."""
         return self.image_size // self.patch_size
+
+    @property
+    def embedding_channels(self) -> int:
+        """Channels of what the encoder returns: SAM's, plus packed half-resolution detail."""
+        packing = (self.image_size // 2 // self.embedding_size) ** 2
+        return self.prompt_embed_dim + self.detail_chans * packing
 
     @property
     def sha256_prefix(self) -> str | None:
@@ -119,6 +129,7 @@ MODEL_TYPES: dict[str, ModelSpec] = {
         decoder_mlp_dim=512,
         decoder_num_heads=4,
         encoder="conv",
+        detail_chans=DETAIL_CHANNELS,
     ),
     "vit_b": _official("vit_b", 768, 12, 12, (2, 5, 8, 11), "sam_vit_b_01ec64.pth"),
     "vit_l": _official("vit_l", 1024, 24, 16, (5, 11, 17, 23), "sam_vit_l_0b3195.pth"),
@@ -151,7 +162,9 @@ def build_sam(spec_or_name: ModelSpec | str) -> Sam:
     size, dim, cells = spec.image_size, spec.prompt_embed_dim, spec.embedding_size
     encoder: torch.nn.Module
     if spec.encoder == "conv":
-        encoder = ConvImageEncoder(img_size=size, out_chans=dim, stride=spec.patch_size)
+        encoder = ConvImageEncoder(
+            img_size=size, out_chans=dim, stride=spec.patch_size, detail_chans=spec.detail_chans
+        )
     else:
         encoder = ImageEncoderViT(
             depth=spec.encoder_depth,

@@ -1,9 +1,10 @@
-"""SAM plus the ship prompter, with the rules of what trains and what a model file keeps.
+"""SAM plus the ship prompter (and mask refiner), with the rules of what trains and what is kept.
 
 The image and prompt encoders stay frozen unless `train_encoder` (the from-scratch `tiny`
-model needs it); the mask decoder and the prompter always learn. A model file keeps only
-weights that differ from the base checkpoint: the decoder and prompter, plus the encoders
-when they were trained or when the base is a random initialisation that cannot be rebuilt.
+model needs it); the mask decoder, the prompter and, for encoders that make detail features,
+the mask refiner (`geosam.model.detail`) always learn. A model file keeps only weights that
+differ from the base checkpoint: those three, plus the encoders when they were trained or when
+the base is a random initialisation that cannot be rebuilt.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from geosam.model.checkpoints import RANDOM_INIT
+from geosam.model.detail import MaskRefiner
 from geosam.model.prompter import UPSAMPLE, ShipPrompter
 
 
@@ -33,6 +35,8 @@ class ShipSam(nn.Module):
         super().__init__()
         self.sam = sam
         self.prompter = ShipPrompter(sam.prompt_encoder.embed_dim)
+        detail_chans = int(getattr(sam.image_encoder, "detail_chans", 0))
+        self.refiner = MaskRefiner(detail_chans) if detail_chans else None
         self.base_hash = base_hash
         self.train_encoder = train_encoder
         self.dense_box = dense_box
@@ -63,6 +67,8 @@ class ShipSam(nn.Module):
     def saved_parts(self) -> list[str]:
         """Names of the submodules a model file must keep."""
         parts = ["sam.mask_decoder", "prompter"]
+        if self.refiner is not None:
+            parts.append("refiner")
         if self.train_encoder or self.base_hash == RANDOM_INIT:
             parts += ["sam.image_encoder", "sam.prompt_encoder"]
         return parts

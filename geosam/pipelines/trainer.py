@@ -239,7 +239,13 @@ class Trainer:
             return torch.zeros((), device=self.device)
         emb = self.embeddings(mine, grad=True, views=views)
         losses = [
-            prompt_losses(self.model.sam, emb[j : j + 1], prompts, self.model.dense_box)
+            prompt_losses(
+                self.model.sam,
+                emb[j : j + 1],
+                prompts,
+                self.model.dense_box,
+                self.model.refiner,
+            )
             for j, prompts in enumerate(sampled)
             if len(prompts)
         ]

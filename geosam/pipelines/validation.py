@@ -138,7 +138,7 @@ class ValidationSums:
         dense, sam = model.dense_box, model.sam
         if len(chip.boxes):
             boxes = torch.from_numpy(chip.boxes).to(embedding.device)
-            logits, _ = decode(sam, embedding, boxes=boxes, dense_box=dense)
+            logits, _ = decode(sam, embedding, boxes=boxes, dense_box=dense, refiner=model.refiner)
             pred = (logits.float() > 0).cpu()
             target = torch.from_numpy(chip.masks)
             inter = (pred & target).flatten(1).sum(1).float()
@@ -158,7 +158,9 @@ class ValidationSums:
         scores = np.zeros(0, dtype=np.float32)
         if len(found):
             boxes = torch.from_numpy(found).to(embedding.device)
-            logits, iou_pred = decode(sam, embedding, boxes=boxes, dense_box=dense)
+            logits, iou_pred = decode(
+                sam, embedding, boxes=boxes, dense_box=dense, refiner=model.refiner
+            )
             proposed = (logits.float() > 0).cpu().numpy() & chip.valid
             scores = centre * iou_pred.float().clamp(0, 1).cpu().numpy()
         self.tally.add_chip(proposed, scores, chip.masks)
