@@ -143,3 +143,30 @@ def torch_one_thread() -> Iterator[None]:
     """`one_torch_thread` for a whole test module (``pytest.mark.usefixtures``)."""
     with one_torch_thread():
         yield
+
+
+def save_untrained_tiny(model: Any, path: Path, threshold: float) -> Path:
+    """Write a random-init `tiny` ShipSam as a model.pt with metadata `detect` accepts.
+
+    `threshold` is both the prompter threshold and the minimum score of its operating point.
+    """
+    from geosam.data.prompts import PromptSettings
+    from geosam.data.settings import ChipSettings
+    from geosam.model.checkpoints import RANDOM_INIT
+    from geosam.model.model_file import save_model_file
+
+    meta = {
+        "operating_point": {
+            "prompter_threshold": threshold,
+            "min_score": threshold,
+            "max_ship_length_px": 50,
+        },
+        "model_type": "tiny",
+        "base_hash": RANDOM_INIT,
+        "checkpoint": None,
+        "train_encoder": True,
+        "chip_settings": ChipSettings(size=256, overlap=32).to_dict(),
+        "prompt_settings": PromptSettings().to_dict(),
+    }
+    save_model_file(path, model.changed_state(), meta)
+    return path

@@ -27,7 +27,7 @@ import rasterio
 import shapely
 from affine import Affine
 from click.testing import CliRunner, Result
-from conftest import TRANSFORM, UTM33, pixel_polygon, write_raster
+from conftest import TRANSFORM, UTM33, pixel_polygon, save_untrained_tiny, write_raster
 
 import geosam.model  # noqa: F401  (first: makes segment_anything's torchvision importable)
 from geosam.cli.main import cli
@@ -125,27 +125,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     import torch
 
-    from geosam.data.prompts import PromptSettings
-    from geosam.data.settings import ChipSettings
     from geosam.model.checkpoints import RANDOM_INIT
-    from geosam.model.model_file import save_model_file
     from geosam.model.registry import build_sam
     from geosam.model.shipsam import ShipSam
 
     torch.manual_seed(0)
     model = ShipSam(build_sam("tiny"), RANDOM_INIT, train_encoder=True)
-    meta = {
-        "operating_point": {"prompter_threshold": 1.0, "min_score": 1.0, "max_ship_length_px": 50},
-        "model_type": "tiny",
-        "base_hash": RANDOM_INIT,
-        "checkpoint": None,
-        "train_encoder": True,
-        "chip_settings": ChipSettings(size=256, overlap=32).to_dict(),
-        "prompt_settings": PromptSettings().to_dict(),
-    }
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_model_file(path, model.changed_state(), meta)
-    return path
+    return save_untrained_tiny(model, tmp_path_factory.mktemp("model") / "model.pt", 1.0)
 
 
 @pytest.fixture

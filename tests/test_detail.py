@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import save_untrained_tiny
 
-from geosam.data.prompts import PromptSettings
-from geosam.data.settings import ChipSettings
 from geosam.model.checkpoints import RANDOM_INIT
 from geosam.model.decoder import decode
 from geosam.model.detail import DETAIL_CHANNELS, MaskRefiner, pack_detail, split_embedding
-from geosam.model.model_file import save_model_file
 from geosam.model.predict import load_detector
 from geosam.model.registry import build_sam
 from geosam.model.shipsam import ShipSam
@@ -95,17 +93,7 @@ def test_a_model_file_keeps_the_refiner(tmp_path: Path):
     model = ShipSam(build_sam("tiny"), RANDOM_INIT, train_encoder=True, dense_box=True).eval()
     assert model.refiner is not None and "refiner" in model.saved_parts()
     torch.nn.init.normal_(model.refiner.out.weight, std=0.5)
-    meta = {
-        "operating_point": {"prompter_threshold": 0.3, "min_score": 0.3, "max_ship_length_px": 50},
-        "model_type": "tiny",
-        "base_hash": RANDOM_INIT,
-        "checkpoint": None,
-        "train_encoder": True,
-        "chip_settings": ChipSettings(size=256, overlap=32).to_dict(),
-        "prompt_settings": PromptSettings().to_dict(),
-    }
-    path = tmp_path / "model.pt"
-    save_model_file(path, model.changed_state(), meta)
+    path = save_untrained_tiny(model, tmp_path / "model.pt", 0.3)
     loaded, _ = load_detector(path, torch.device("cpu"))
     image = torch.randn(1, 3, 256, 256)
     boxes = torch.tensor([[40.0, 40.0, 90.0, 70.0]])
