@@ -7,6 +7,7 @@ import pytest
 import torch
 
 # Importing from geosam.model runs its __init__ first, which makes segment_anything importable.
+from geosam.model.detail import DETAIL_CHANNELS, pack_detail
 from geosam.model.prompter import ShipPrompter, decode_boxes, encode_targets, prompter_loss
 
 GRID, STRIDE = 16, 8.0
@@ -130,3 +131,34 @@ def test_a_new_head_starts_with_a_low_ship_prior():
     assert heat.shape == (2, 1, GRID, GRID) and offset.shape == size.shape == (2, 2, GRID, GRID)
     assert heat.sigmoid().mean() < 0.1
     assert all(len(found) == 0 for found, _ in decode_boxes((heat, offset, size), STRIDE, SIZE))
+
+
+def test_a_prompter_with_detail_reads_it_where_it_is():
+    """Detail changed in one fine cell moves the heatmap there; far cells move far less.
+
+    (GroupNorm's statistics spread a little of any change over the whole grid.)
+    """
+    torch.manual_seed(0)
+    head = ShipPrompter(in_channels=16, hidden=16, detail_channels=DETAIL_CHANNELS).eval()
+    embedding = torch.randn(1, 16, GRID // 2, GRID // 2)
+    detail = torch.randn(1, DETAIL_CHANNELS, GRID * 2, GRID * 2)  # 2 x 2 pixels per fine cell
+    changed = detail.clone()
+    changed[..., 10:12, 20:22] += 5.0  # fine cell (5, 10)
+    with torch.no_grad():
+        before = head(pack_detail(embedding, detail))[0][0, 0]
+        after = head(pack_detail(embedding, changed))[0][0, 0]
+    moved = (after - before).abs()
+    near = torch.zeros_like(moved, dtype=torch.bool)
+    near[4:7, 9:12] = True  # one 3 x 3 convolution away
+    assert moved[near].max() > 5 * moved[~near].max()
+    with pytest.raises(ValueError, match="detail"):
+        head(embedding)
+
+
+def test_a_prompter_without_detail_ignores_packed_channels():
+    torch.manual_seed(0)
+    head = ShipPrompter(in_channels=16, hidden=16).eval()
+    embedding = torch.randn(1, 16, GRID // 2, GRID // 2)
+    packed = pack_detail(embedding, torch.randn(1, DETAIL_CHANNELS, GRID * 2, GRID * 2))
+    with torch.no_grad():
+        assert torch.equal(head(packed)[0], head(embedding)[0])

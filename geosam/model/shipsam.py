@@ -34,8 +34,8 @@ class ShipSam(nn.Module):
     ) -> None:
         super().__init__()
         self.sam = sam
-        self.prompter = ShipPrompter(sam.prompt_encoder.embed_dim)
         detail_chans = int(getattr(sam.image_encoder, "detail_chans", 0))
+        self.prompter = ShipPrompter(sam.prompt_encoder.embed_dim, detail_channels=detail_chans)
         self.refiner = MaskRefiner(detail_chans) if detail_chans else None
         self.base_hash = base_hash
         self.train_encoder = train_encoder
