@@ -6,7 +6,8 @@ an eastern part held out (`bench.holdout`). `tiny` is fine-tuned on all western 
 scored on the held-out parts per family (the DOTA marina, the Sentinel-2 ports) and overall:
 
 - box-prompt and one-point-prompt mask IoU of every held-out ship, next to the filled box and
-  the untrained model (`geosam.pipelines.prompt_scores`);
+  the untrained model (`geosam.pipelines.prompt_scores`; prompts are read as `detect
+  --prompts` reads them: a box bounds its ship, a point takes the prompter's box around it);
 - prompt-free detection through `geosam.pipelines.detect.detect` (stitching included), scored
   with `geosam.pipelines.evaluate` at IoU >= 0.5 and >= 0.3, and COCO mask AP;
 - a second short run with the same seed must give the same figures.
@@ -28,6 +29,8 @@ from bench.holdout import FAMILIES, held_out_scenes
 
 FULL_STEPS = None  # the finetune default
 QUICK_STEPS = 150
+QUICK_MARGIN = 0.05
+"""Box IoU a 150-step model must gain over the untrained model and the filled box (marina)."""
 TWIN_STEPS = 12
 CURVE = Path(__file__).resolve().parent / "accuracy_curve.png"
 
@@ -215,11 +218,14 @@ def run(quick: bool) -> Outcome:
         figures.append(f"training curve: {CURVE}")
     marina, ports = results["marina"], results["ports"]
     if quick:
+        # Box prompts' masks are kept inside their boxes, so an untrained model's whole-chip
+        # masks score about as the filled box does: learning shows as beating both.
+        baseline = max(marina["untrained_box"], marina["filled"])
         targets = [
             Target(
-                "marina box IoU minus untrained",
-                marina["box"] - marina["untrained_box"],
-                0.2,
+                "marina box IoU minus the better of untrained and filled box",
+                marina["box"] - baseline,
+                QUICK_MARGIN,
                 "",
                 at_least=True,
             ),

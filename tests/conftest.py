@@ -170,3 +170,18 @@ def save_untrained_tiny(model: Any, path: Path, threshold: float) -> Path:
     }
     save_model_file(path, model.changed_state(), meta)
     return path
+
+
+def spilling_tiny() -> Any:
+    """An untrained `tiny` ShipSam whose every mask logit is positive: masks cover the chip."""
+    import torch
+
+    from geosam.model.checkpoints import RANDOM_INIT
+    from geosam.model.registry import build_sam
+    from geosam.model.shipsam import ShipSam
+
+    torch.manual_seed(0)
+    model = ShipSam(build_sam("tiny"), RANDOM_INIT, train_encoder=True, dense_box=True).eval()
+    assert model.refiner is not None
+    torch.nn.init.constant_(model.refiner.out.bias, 50.0)
+    return model

@@ -248,3 +248,23 @@ def test_kill_9_then_the_same_detect_gives_the_uninterrupted_output(
     assert got[columns].equals(want[columns]), json.dumps(list(want.columns))
     with rasterio.open(out / "mask.tif") as a, rasterio.open(reference / "mask.tif") as b:
         assert np.array_equal(a.read(), b.read())
+
+
+def test_a_box_prompt_layer_keeps_each_mask_inside_its_box(harbour, tmp_path):
+    """A model whose masks cover the whole chip draws each prompted ship as its box, no more."""
+    from conftest import save_untrained_tiny, spilling_tiny
+
+    model = spilling_tiny()
+    scene, ships = harbour
+    out = tmp_path / "ships.gpkg"
+    detect([scene], save_untrained_tiny(model, tmp_path / "model.pt", 0.5), out, prompts=ships)
+    found = gpd.read_file(out, layer="harbour")
+    prompts = gpd.read_file(ships).to_crs(found.crs)
+    with rasterio.open(scene) as src:
+        pixel = abs(src.res[0])
+    boxes = prompts.envelope.buffer(pixel, join_style="mitre")
+    assert len(found) == len(prompts)
+    for ship in found.geometry:
+        holders = boxes[boxes.contains(ship)]
+        assert len(holders) >= 1
+        assert ship.area > 0.5 * holders.area.min()  # the whole box, not a sliver of it

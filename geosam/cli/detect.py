@@ -34,7 +34,8 @@ from geosam.pipelines.detect import DetectSettings, detect
     type=click.Path(path_type=Path),
     default=None,
     help="Vector layer of boxes (polygons) or points, e.g. another detector or AIS "
-    "positions: one ship per prompt, instead of the learned prompter.",
+    "positions: one ship per prompt, instead of the learned prompter. A polygon's bounding "
+    "box bounds its ship: the mask stays inside it.",
 )
 @click.option("--prompts-layer", default=None, help="Layer of --prompts.")
 @click.option(

@@ -16,14 +16,29 @@ corrects the decoder's low-resolution logits before they are upsampled (`geosam.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import NDArray
 from segment_anything.modeling import Sam
 
 from geosam.model.detail import MaskRefiner, split_embedding
 
 BOX_LOGIT = 4.0
 """Mask-input logit inside (+) and outside (-) a dense box prompt."""
+
+
+def filled_boxes(boxes: NDArray[np.float32] | torch.Tensor, size: int) -> torch.Tensor:
+    """(N, S, S) bool: the pixels of XYXY chip-pixel boxes, edges rounded to pixel edges.
+
+    The filled box is the naive mask a trained model must beat, and the extent a box prompt
+    gives its ship: a box drawn around a ship says where the ship is not, too.
+    """
+    out = torch.zeros(len(boxes), size, size, dtype=torch.bool)
+    for k, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=np.float64)):
+        rows = slice(round(float(y0)), round(float(y1)))
+        out[k, rows, round(float(x0)) : round(float(x1))] = True
+    return out
 
 
 def box_mask_input(sam: Sam, boxes: torch.Tensor) -> torch.Tensor:

@@ -104,8 +104,8 @@ def chip_prompts(
     size = sample.chip.size
     if prompt_layer is not None:
         found = prompt_layer.for_chip(sample.chip)
-        box_masks, box_iou = predictor.masks(embedding, boxes=found.boxes)
-        pt_masks, pt_iou = predictor.masks(embedding, points=found.points)
+        box_masks, box_iou = predictor.prompted_masks(embedding, boxes=found.boxes)
+        pt_masks, pt_iou = predictor.prompted_masks(embedding, points=found.points)
         keys = np.concatenate([found.box_rows, found.point_rows])
         prompts = MaskPrompts.stack(found.boxes, found.points, keys)
         return np.concatenate([box_masks, pt_masks]), np.concatenate([box_iou, pt_iou]), prompts

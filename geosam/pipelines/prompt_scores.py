@@ -2,8 +2,9 @@
 
 Prompt-free detection mixes two skills, finding ships and outlining them. This scores the
 second alone on a labelled scene: every reference ship is prompted with its own box (and with
-one point, the pixel of its mask nearest the mask's centroid), and the mask is compared with
-the reference mask on the chip that shows most of the ship. The filled box is scored next to
+one point, the pixel of its mask nearest the mask's centroid), read as `detect --prompts`
+reads a user's prompts (`ChipPredictor.prompted_masks`), and the mask is compared with the
+reference mask on the chip that shows most of the ship. The filled box is scored next to
 it: a mask that does not beat the box it was given has learned nothing about ships.
 """
 
@@ -17,8 +18,8 @@ from numpy.typing import NDArray
 
 from geosam.data.samples import SceneChips
 from geosam.data.settings import ChipSettings
+from geosam.model.decoder import filled_boxes
 from geosam.model.predict import ChipPredictor
-from geosam.pipelines.validation import filled_boxes
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ def score_prompts(
                 continue
             boxes, truth = found.boxes[has], masks[has]
             points = np.stack([central_point(m) for m in truth])
-            box_pred, _ = predictor.masks(embedding, boxes=boxes)
-            point_pred, _ = predictor.masks(embedding, points=points)
+            box_pred, _ = predictor.prompted_masks(embedding, boxes=boxes)
+            point_pred, _ = predictor.prompted_masks(embedding, points=points)
             filled = filled_boxes(boxes, sample.chip.size).numpy()
             ious = (_iou(box_pred, truth), _iou(point_pred, truth), _iou(filled, truth))
             for k, (ship, share) in enumerate(

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from geosam.geometry.masks import suppress_duplicates
-from geosam.model.decoder import decode
+from geosam.model.decoder import decode, filled_boxes
 from geosam.model.losses import mask_iou
 from geosam.model.prompter import decode_boxes
 from geosam.model.shipsam import ShipSam
@@ -19,15 +19,6 @@ from geosam.pipelines.training_data import TrainChip
 
 PROPOSAL_THRESHOLD = 0.1
 """Centre score above which prompter proposals are decoded in validation (and in `detect`)."""
-
-
-def filled_boxes(boxes: np.ndarray, size: int) -> torch.Tensor:
-    """(N, S, S) bool masks of filled XYXY boxes rounded to pixel edges: the naive baseline."""
-    out = torch.zeros(len(boxes), size, size, dtype=torch.bool)
-    for k, (x0, y0, x1, y1) in enumerate(np.asarray(boxes)):
-        rows = slice(round(float(y0)), round(float(y1)))
-        out[k, rows, round(float(x0)) : round(float(x1))] = True
-    return out
 
 
 def match_centres(found: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
@@ -139,14 +130,14 @@ class ValidationSums:
         if len(chip.boxes):
             boxes = torch.from_numpy(chip.boxes).to(embedding.device)
             logits, _ = decode(sam, embedding, boxes=boxes, dense_box=dense, refiner=model.refiner)
-            pred = (logits.float() > 0).cpu()
+            filled = filled_boxes(chip.boxes, chip.image.shape[-1])
+            pred = (logits.float() > 0).cpu() & filled  # as `detect` keeps a box prompt's mask
             target = torch.from_numpy(chip.masks)
             inter = (pred & target).flatten(1).sum(1).float()
             union = (pred.flatten(1).sum(1) + target.flatten(1).sum(1)).clamp(min=1)
             self.masks += len(chip.boxes)
             self.iou += float(mask_iou(pred, target).double().sum())
             self.dice += float((2 * inter / union).double().sum())
-            filled = filled_boxes(chip.boxes, chip.image.shape[-1])
             self.box_iou += float(mask_iou(filled, target).double().sum())
         outputs = model.prompter(embedding.float())
         found, centre = decode_boxes(

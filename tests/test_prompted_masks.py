@@ -1,0 +1,55 @@
+"""A user's prompts say more than a proposal: a box bounds its ship, a point finds its box."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import spilling_tiny
+
+from geosam.model.checkpoints import RANDOM_INIT
+from geosam.model.predict import ChipPredictor, containing_boxes
+from geosam.model.registry import build_sam
+from geosam.model.shipsam import ShipSam
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def test_a_box_prompts_mask_stays_inside_its_box():
+    predictor = ChipPredictor(spilling_tiny(), torch.device("cpu"))
+    embedding = predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
+    box = np.array([[20.4, 30.6, 60.0, 41.2]], np.float32)
+    raw, _ = predictor.masks(embedding, boxes=box)
+    kept, _ = predictor.prompted_masks(embedding, boxes=box)
+    assert raw.all()  # this model's masks spill over the whole chip
+    expected = np.zeros((256, 256), bool)
+    expected[31:41, 20:60] = True  # pixels whose centres lie in the box
+    assert np.array_equal(kept[0], expected)
+
+
+def test_each_point_takes_the_nearest_proposal_that_contains_it():
+    boxes = np.array([[0, 0, 50, 50], [20, 20, 40, 40], [100, 100, 120, 110]], np.float32)
+    points = np.array([[30, 30], [5, 5], [45, 45], [200, 200], [120, 110]], np.float32)
+    assert containing_boxes(boxes, points).tolist() == [1, 0, 0, -1, 2]
+    assert containing_boxes(boxes[:0], points).tolist() == [-1] * 5
+
+
+def test_a_point_prompt_is_decoded_as_the_box_around_it(monkeypatch):
+    torch.manual_seed(2)
+    model = ShipSam(build_sam("tiny"), RANDOM_INIT, train_encoder=True, dense_box=True).eval()
+    assert model.refiner is not None
+    torch.nn.init.normal_(model.refiner.out.weight, std=0.5)
+    predictor = ChipPredictor(model, torch.device("cpu"))
+    pixels = np.random.default_rng(0).integers(0, 255, (1, 3, 256, 256), np.uint8)
+    embedding = predictor.embed(pixels)
+    proposals = np.array([[40, 40, 120, 90], [150, 150, 200, 230]], np.float32)
+    monkeypatch.setattr(
+        predictor, "propose", lambda emb, threshold: [(proposals, np.ones(2, np.float32))]
+    )
+    points = np.array([[170, 200], [10, 240]], np.float32)  # in proposal 1; in none
+    masks, iou = predictor.prompted_masks(embedding, points=points)
+    as_box, box_iou = predictor.masks(embedding, boxes=proposals[1:])
+    as_point, point_iou = predictor.masks(embedding, points=points)
+    assert not np.array_equal(as_box[0], as_point[0])  # the two ways differ on this model
+    assert np.array_equal(masks[0], as_box[0]) and iou[0] == box_iou[0]
+    assert np.array_equal(masks[1], as_point[1]) and iou[1] == point_iou[1]
