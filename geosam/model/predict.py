@@ -184,10 +184,11 @@ class ChipPredictor:
             return self.masks(embedding, boxes=boxes, points=points)
         found, _ = self.propose(embedding, POINT_PROPOSAL_THRESHOLD)[0]
         around = containing_boxes(found, np.asarray(points, dtype=np.float32))
-        masks, iou = self.masks(embedding, points=points)
         snapped = around >= 0
-        if snapped.any():
-            masks[snapped], iou[snapped] = self.masks(embedding, boxes=found[around[snapped]])
+        masks = np.zeros((len(points), size, size), bool)
+        iou = np.zeros(len(points), np.float32)
+        masks[snapped], iou[snapped] = self.masks(embedding, boxes=found[around[snapped]])
+        masks[~snapped], iou[~snapped] = self.masks(embedding, points=points[~snapped])
         return masks, iou
 
 
