@@ -2,7 +2,7 @@ import pytest
 import rasterio
 
 from geosam.errors import GridError
-from geosam.geometry.grid import axis_offsets, chip_grid
+from geosam.geometry.grid import axis_offsets, chip_grid, panel_order
 
 
 def test_axis_offsets_step_and_last_chip_ends_at_edge():
@@ -48,3 +48,16 @@ def test_chip_ids_are_unique_and_sortable():
 def test_bad_grid_parameters_are_refused(size, overlap):
     with pytest.raises(GridError, match="overlap|chip size"):
         chip_grid(100, 100, rasterio.Affine.identity(), size, overlap)
+
+
+def test_panel_order_reads_each_panel_whole_and_row_by_row():
+    chips = chip_grid(3000, 2000, rasterio.Affine.identity(), 256, 32)  # 14 x 9 chips
+    ordered = panel_order(chips, 1000)
+    assert sorted(ordered, key=lambda c: (c.row_off, c.col_off)) == chips  # a permutation
+    panels = [c.col_off // 1000 for c in ordered]
+    assert panels == sorted(panels)  # panels left to right, each read whole
+    for k in set(panels):
+        inside = [(c.row_off, c.col_off) for c in ordered if c.col_off // 1000 == k]
+        assert inside == sorted(inside)  # row by row inside a panel
+        assert len({col for _, col in inside}) in (4, 5)  # 1000 px of 224 px steps
+    assert panel_order(chips, 3000) == chips  # a panel as wide as the scene: grid order

@@ -196,3 +196,48 @@ def test_tile_starts_without_importing_torch(make_scene, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_reading_in_panels_writes_what_grid_order_writes(
+    make_scene, make_layer, tmp_path, monkeypatch
+):
+    """A cache too small for a chip row makes tiling read in panels; the outputs are the same."""
+    from geosam.data.settings import ChipSettings
+    from geosam.io import reader
+    from geosam.pipelines.tile import tile_scene
+
+    scene = make_scene(
+        width=600, height=300, dtype="uint16", tiled=True, blockxsize=64, blockysize=64
+    )
+    ships = [pixel_polygon(c, r, c + 30, r + 8) for c in (40, 230, 470) for r in (50, 170)]
+    labels = make_layer(ships)
+    read_orders: list[list[str]] = []
+    original = reader.SceneReader.read_chips
+
+    def recorded(self, chips):
+        read_orders.append([c.chip_id for c in chips])
+        return original(self, chips)
+
+    monkeypatch.setattr(reader.SceneReader, "read_chips", recorded)
+    outs = {}
+    for name, cache in (("rows", 2**30), ("panels", 400_000)):
+        monkeypatch.setattr(reader, "READ_CACHE_BYTES", cache)
+        outs[name] = tmp_path / name
+        tile_scene(scene, outs[name], ChipSettings(size=128, overlap=16), labels, coco=True)
+    grid_order, panels = read_orders
+    assert panels != grid_order and sorted(panels) == sorted(grid_order) == grid_order
+
+    for layer in ("chips", "ships"):  # the index in grid order either way
+        rows = gpd.read_file(outs["rows"] / "index.gpkg", layer=layer)
+        assert rows.equals(gpd.read_file(outs["panels"] / "index.gpkg", layer=layer))
+    for name in grid_order:
+        with (
+            rasterio.open(outs["rows"] / "chips" / f"{name}.tif") as a,
+            rasterio.open(outs["panels"] / "chips" / f"{name}.tif") as b,
+        ):
+            assert np.array_equal(a.read(), b.read()) and a.transform == b.transform
+    coco = {k: json.loads((out / "annotations.json").read_text()) for k, out in outs.items()}
+    for k in coco:  # the same annotations per chip file, whatever the image ids
+        files = {i["id"]: i["file_name"] for i in coco[k]["images"]}
+        coco[k] = sorted((files[a["image_id"]], a["bbox"]) for a in coco[k]["annotations"])
+    assert coco["rows"] == coco["panels"] and coco["rows"]

@@ -12,6 +12,7 @@ This module is the only place that knows how a chip maps to the scene (`Chip.tra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from affine import Affine
@@ -126,3 +127,14 @@ def chip_grid(
                 )
             )
     return chips
+
+
+def panel_order(chips: Sequence[Chip], panel_width: int) -> list[Chip]:
+    """`chips` panel by panel: vertical bands `panel_width` px wide, row by row inside each.
+
+    Reading a wide scene row by row, the blocks one chip row shares with the next (the
+    overlap) leave a bounded block cache before the next row needs them, and are decoded
+    twice; inside a panel narrow enough for the cache they are still there. A panel as wide
+    as the scene gives the grid order back.
+    """
+    return sorted(chips, key=lambda c: (c.col_off // max(1, panel_width), c.row_off, c.col_off))

@@ -26,7 +26,7 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 
 from geosam.errors import BandError, SceneError
-from geosam.geometry.grid import Chip, chip_grid
+from geosam.geometry.grid import Chip, chip_grid, panel_order
 from geosam.io.bands import resolve_bands
 from geosam.io.scene import SceneGrid, grid_dataset, open_scene, scene_grid
 from geosam.io.stretch import DEFAULT_PERCENTILES, Stretch, estimate_stretch
@@ -148,6 +148,21 @@ class SceneReader:
     def chips(self, size: int, overlap: int) -> list[Chip]:
         """The chip grid over this scene."""
         return chip_grid(self.grid.width, self.grid.height, self.grid.transform, size, overlap)
+
+    def reading_order(self, chips: Sequence[Chip]) -> list[Chip]:
+        """`chips` in the order that decodes each scene block about once (`panel_order`).
+
+        Panels are as wide as READ_CACHE_BYTES holds the blocks of one chip row plus a block
+        row above and below, for every band of the file (a pixel-interleaved file decodes
+        them all). On a 20000 px 16-bit DEFLATE scene with 1024 px chips, reading row by row
+        took 1.4x the CPU of reading in panels; narrow scenes and small chips keep grid order.
+        """
+        if not chips:
+            return []
+        size = chips[0].size
+        block_rows = self._dataset.block_shapes[0][0]
+        column_bytes = self._src.count * self.dtype.itemsize * (size + 2 * block_rows)
+        return panel_order(chips, max(size, READ_CACHE_BYTES // column_bytes))
 
     def read(self, chip: Chip) -> ChipImage:
         """Read one chip: a windowed read of the valid part, padded with zeros to full size."""

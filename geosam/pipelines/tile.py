@@ -117,8 +117,9 @@ def _write_tiles(
     chip_rows: list[dict[str, Any]] = []
     ship_rows: list[dict[str, Any]] = []
     crs = chips.reader.grid.crs
+    order = chips.reader.reading_order(chips.chips)  # panels: each block decoded once
     with BackgroundWrites() as writes:  # compression overlaps the next reads
-        for done, sample in enumerate(chips.samples(), start=1):
+        for done, sample in enumerate(chips.samples(order), start=1):
             chip = sample.chip
             if sample.valid.any():
                 path = stage / "chips" / f"{chip.chip_id}.tif"
@@ -132,6 +133,8 @@ def _write_tiles(
             if progress is not None:
                 progress(done, len(chips.chips))
 
+    chip_rows.sort(key=lambda row: (row["row_off"], row["col_off"]))  # the index in grid order
+    ship_rows.sort(key=lambda row: row["chip_id"])  # stable: ships keep their order in a chip
     if summary.chips_written == 0:
         raise SceneError(
             f"{chips.reader.path}: has no valid pixel (all nodata or NaN); check the scene, "
