@@ -108,7 +108,7 @@ def test_one_annotated_chip_still_trains(make_scene, make_layer, tmp_path, caplo
     from conftest import pixel_polygon
 
     scene = make_scene(width=200, height=200)
-    labels = make_layer([pixel_polygon(50, 60, 80, 70)])
+    labels = make_layer([pixel_polygon(40, 60, 90, 70)])
     metrics = finetune(
         [TrainingPair(scene, labels)],
         tmp_path / "run",

@@ -137,3 +137,37 @@ def test_footprints_off_every_chip_leave_nothing_to_train_on(make_scene, make_la
     with pytest.raises(TrainingDataError, match="nothing to train on") as info:
         load_training_chips([TrainingPair(scene, labels)], SETTINGS)
     assert "far.gpkg" in str(info.value)
+
+
+@pytest.mark.parametrize("length, factor", [(19.0, 3), (38.0, 1), (43.0, 1), (9.8, 4), (4.0, 4)])
+def test_ships_are_read_at_the_whole_factor_nearest_the_target_length(length, factor):
+    """The dev Sentinel-2 ports (19 px) are read at x3, the marina (38 px) and demo as they are."""
+    from geosam.data.scale import MAX_FACTOR, TARGET_SHIP_PX, upsampling_factor
+
+    assert upsampling_factor(length) == factor
+    misses = [abs(length * f - TARGET_SHIP_PX) for f in range(1, MAX_FACTOR + 1)]
+    assert misses[factor - 1] == min(misses) or factor == MAX_FACTOR
+
+
+def test_scale_rule_reads_small_ships_finer_per_pixel_size(make_scene, make_layer):
+    """Two scenes of one pixel size share a factor; each pixel size gets its own."""
+    from geosam.pipelines.training_data import with_scale_rule
+
+    fine = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
+    pairs = []
+    for name, transform, length in (("a", fine, 40), ("b", None, 16), ("c", None, 20)):
+        kwargs = {"transform": transform} if transform is not None else {}
+        scene = make_scene(width=200, height=200, name=f"{name}.tif", **kwargs)
+        res = 0.5 if transform is not None else 2.0
+        ships = [
+            shapely.box(
+                500000 + 20 * res,
+                4000000 - (30 + 10 * k) * res,
+                500000 + (20 + length) * res,
+                4000000 - (27 + 10 * k) * res,
+            )
+            for k in range(3)
+        ]
+        pairs.append(TrainingPair(scene, make_layer(ships, name=f"{name}.gpkg")))
+    rule = with_scale_rule(pairs, SETTINGS).scale_rule
+    assert rule == ((0.5, 1), (2.0, 3))  # 40 px: as is; median 18 px: x3 (54 px)

@@ -139,7 +139,9 @@ from geosam.pipelines.training_data import TrainingPair, read_manifest
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     metavar="METRES",
-    help="Resample scenes on read to this ground sample distance.",
+    help="Resample scenes on read to this ground sample distance. Default: scenes whose "
+    "ships are short in pixels are read finer, by the whole factor (at most 4) that brings "
+    "their median ship nearest 48 px (10 m Sentinel-2 ports: 3.3 m); detect reads alike.",
 )
 @device_opt
 @click.option("--no-cache", is_flag=True, help="Do not keep image embeddings on disk.")

@@ -1,14 +1,16 @@
-"""How finely to read a scene so that its ships span more than one embedding cell.
+"""How finely to read a scene so that its ships span several embedding cells.
 
 A 10 m Sentinel-2 ship is 10-20 pixels long and 3-5 wide: at `tiny`'s stride of 8 px it
-spans one or two embedding cells, and its outline is decided on a 2 px grid. Read at 5 m,
-the same ship spans twice the cells and the decoder has twice the detail. The choice is made
-from the footprints: scenes of one pixel size whose median ship is shorter than
-`TARGET_SHIP_PX` are upsampled by the smallest whole factor that reaches it (at most
-`MAX_FACTOR`). Training records each scene's (native pixel size, factor)
-as the chip settings' ``scale_rule``; any scene read later with those settings, in training
-or in `detect`, takes the factor of the training scene closest to it in pixel size, so a new
-Sentinel-2 scene is read the way the Sentinel-2 scenes it learned from were.
+spans one or two embedding cells, and its outline is decided on a 2 px grid. The choice is
+made from the footprints: scenes of one pixel size are read finer by the whole factor (at
+most `MAX_FACTOR`) that brings their median ship nearest `TARGET_SHIP_PX` long, and never
+coarser. Prompt-free detection on the dev Sentinel-2 ports (median ship 19 px) learned
+almost nothing at 10 m and best at 3.3 m (`bench/RESULTS.md`, section 6); the dev marina's
+yachts (38 px) and the demo's boats (43 px) are read as they are. Training records each
+scene's (native pixel size, factor) as the chip settings' ``scale_rule``; any scene read
+later with those settings, in training or in `detect`, takes the factor of the training
+scene closest to it in pixel size, so a new Sentinel-2 scene is read the way the Sentinel-2
+scenes it learned from were.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from geosam.io.footprints import read_footprints
 
 log = logging.getLogger(__name__)
 
-TARGET_SHIP_PX = 24
+TARGET_SHIP_PX = 48
 MAX_FACTOR = 4
 
 ScaleRule = tuple[tuple[float, int], ...]
@@ -69,10 +71,10 @@ def median_ship_length_px(
 
 
 def upsampling_factor(ship_length_px: float) -> int:
-    """The smallest whole factor that makes a ship of this length reach `TARGET_SHIP_PX`."""
+    """The whole factor (1 to `MAX_FACTOR`) that brings a ship this long nearest TARGET_SHIP_PX."""
     if ship_length_px <= 0:
         return 1
-    return int(min(MAX_FACTOR, max(1, math.ceil(TARGET_SHIP_PX / ship_length_px))))
+    return int(min(MAX_FACTOR, max(1, math.floor(TARGET_SHIP_PX / ship_length_px + 0.5))))
 
 
 def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | None:
