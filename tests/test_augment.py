@@ -64,7 +64,7 @@ def test_prompter_targets_peak_on_the_moved_ship(view):
     _, _, moved_boxes, _ = view_chip((image, valid, boxes, masks), view)
     stride = 8
     heat, _, _, where = encode_targets([moved_boxes], SIZE // stride, stride)
-    rows, cols = np.nonzero(where[0, 0].numpy())
+    rows, cols = np.nonzero(where[0, 0].numpy() == 1)
     assert len(rows) == 2 and torch.all(heat[0, 0, rows, cols] == 1)
     # Each centre cell lies under its ship's moved box.
     for box in moved_boxes:

@@ -34,12 +34,17 @@ CLI_SETTINGS = [
 ]
 RUN_FILES = {"model.pt", "last.pt", "metrics.csv", "curves.png", "finetune.log"}
 # Two ranks add up the gradients of a batch in another order than one process, so weights
-# agree to float32 rounding, not bit for bit. The prompter's convolutions sum ~5000 terms per
-# weight just before a GroupNorm; their gradients move by ~3e-6 (relative) even when a single
-# process merely reorders the chips of a batch, and AdamW turns that into weight differences
-# of ~6e-6 after the 6 steps here. Normalising each rank's loss by its own counts instead of
-# the batch's (the classic mistake) moves weights by ~2e-3; 1e-4 lies well between.
-ATOL = 1e-4
+# agree to float32 rounding, not bit for bit: the decoder and the prompter's heads to ~3e-7
+# after the 6 steps here. The prompter's two convolutions that feed a GroupNorm are the
+# exception: GroupNorm cancels most of their gradient, so some elements' gradients are
+# rounding noise, and AdamW, which divides by the gradient's own size, turns that noise into a
+# step of up to about lr (seen: 7e-5, and 3.2e-4 once the size head learned from every cell
+# near a centre). Normalising each rank's loss by its own counts instead of the batch's (the
+# classic mistake) moves weights everywhere by ~2e-3, far past both bounds.
+ATOL = 1e-5
+NOISY = re.compile(r"prompter\.trunk\.[04]\.weight")
+"""Convolutions right before a GroupNorm: bounded by two AdamW steps, not by ATOL."""
+NOISY_ATOL = 2 * SETTINGS.lr
 
 needs_gloo = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="torch built without Gloo"
@@ -91,9 +96,17 @@ def weights(run_dir):
     return torch.load(run_dir / "last.pt", weights_only=False)["trainer"]["model"]
 
 
-def max_difference(a, b):
+def max_difference(a, b, noisy=False):
+    """The largest weight difference, over the GroupNorm-fed convolutions or the rest."""
     assert a.keys() == b.keys()
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+    keys = [k for k in a if bool(NOISY.fullmatch(k)) == noisy]
+    assert keys
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in keys)
+
+
+def assert_trained_alike(a, b):
+    assert max_difference(a, b) <= ATOL
+    assert max_difference(a, b, noisy=True) <= NOISY_ATOL
 
 
 def rows(run_dir):
@@ -137,9 +150,12 @@ def two_ranks(scene, tmp_path_factory):
 def test_two_processes_train_like_one(one_rank, two_ranks):
     root, result = two_ranks
     run = root / "run"
-    difference = max_difference(weights(run), weights(one_rank))
-    print(f"max |w(2 ranks) - w(1 rank)| = {difference:.3g}")
-    assert difference <= ATOL
+    two_w, one_w = weights(run), weights(one_rank)
+    print(
+        f"max |w(2 ranks) - w(1 rank)| = {max_difference(two_w, one_w):.3g}, before a "
+        f"GroupNorm {max_difference(two_w, one_w, noisy=True):.3g}"
+    )
+    assert_trained_alike(two_w, one_w)
     two, one = rows(run), rows(one_rank)
     assert len(two) == len(one) == 3
     for a, b in zip(two, one, strict=True):
@@ -178,7 +194,7 @@ def test_resume_under_two_processes(scene, two_ranks, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GEOSAM_HOME", str(root / "home"))
         resume_finetune(elsewhere)
-    assert max_difference(weights(elsewhere), uninterrupted) <= ATOL
+    assert_trained_alike(weights(elsewhere), uninterrupted)
 
 
 def test_ranks_come_from_torchrun_environment(monkeypatch):

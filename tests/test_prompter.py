@@ -34,7 +34,7 @@ def perfect_outputs(boxes, from_heatmap=False):
     if from_heatmap:
         logits = torch.logit(heat.clamp(1e-6, 1 - 1e-6))
     else:
-        logits = torch.where(where > 0, torch.tensor(20.0), torch.tensor(-20.0))
+        logits = torch.where(where == 1, torch.tensor(20.0), torch.tensor(-20.0))
     return (logits, offset, log_size), heat, where
 
 
@@ -54,13 +54,43 @@ def test_targets_peak_at_one_in_the_centre_cell_of_each_box():
         cells = centre_cells(boxes)
         peaks = {tuple(rc) for rc in torch.nonzero(heat[b, 0] == 1).tolist()}
         assert peaks == cells
-        assert {tuple(rc) for rc in torch.nonzero(where[b, 0]).tolist()} == cells
+        assert {tuple(rc) for rc in torch.nonzero(where[b, 0] == 1).tolist()} == cells
     # Box 0 of chip 0: centre (20, 16) px = cell (2.5, 2.0); 20 x 8 px = 2.5 x 1 cells.
     assert offset[0, :, 2, 2].tolist() == pytest.approx([0.5, 0.0])
     assert log_size[0, :, 2, 2].tolist() == pytest.approx([math.log(2.5), 0.0])
-    # Nothing is supervised away from centres, and a chip without ships has no target.
-    assert (offset * (1 - where)).abs().sum() == 0 and (log_size * (1 - where)).abs().sum() == 0
+    # Nothing is supervised off the ships' cells, and a chip without ships has no target.
+    off = where == 0
+    assert (offset.abs() * off).sum() == 0 and (log_size.abs() * off).sum() == 0
     assert heat[2].sum() == 0 and where[2].sum() == 0
+
+
+def test_size_is_supervised_around_each_centre_and_every_cell_points_to_it():
+    long_ship = [np.array([[8.0, 60.0, 120.0, 68.0]], np.float32)]  # 14 x 1 cells
+    _, offset, log_size, where = encode_targets(long_ship, GRID, STRIDE)
+    rows, cols = torch.nonzero(where[0, 0] > 0, as_tuple=True)
+    along, across = cols.max() - cols.min(), rows.max() - rows.min()
+    assert along >= 4 and along >= 2 * across  # along the hull more than across it
+    assert where[0, 0].max() == 1 and where[0, 0, 8, 8] == 1
+    centre_x = cols.float() + offset[0, 0, rows, cols]
+    centre_y = rows.float() + offset[0, 1, rows, cols]
+    torch.testing.assert_close(centre_x, torch.full_like(centre_x, 8.0))
+    torch.testing.assert_close(centre_y, torch.full_like(centre_y, 8.0))
+    torch.testing.assert_close(
+        log_size[0, :, rows, cols].exp(), torch.tensor([[14.0], [1.0]]).expand(2, len(rows))
+    )
+    # Farther cells weigh less.
+    assert where[0, 0, 8, 8] > where[0, 0, 8, 7] > where[0, 0, 8, 6] > 0
+
+
+def test_a_cell_between_two_ships_belongs_to_the_nearer():
+    pair = [np.array([[0.0, 60.0, 64.0, 68.0], [72.0, 60.0, 128.0, 68.0]], np.float32)]
+    _, offset, _, where = encode_targets(pair, GRID, STRIDE)
+    row = 8
+    cols = torch.nonzero(where[0, 0, row] > 0).flatten()
+    centres = cols.float() + offset[0, 0, row, cols]
+    for col, centre in zip(cols.tolist(), centres.tolist(), strict=True):
+        nearer = 4.0 if abs(col - 4) <= abs(col - 12.5) else 12.5
+        assert centre == pytest.approx(nearer)
 
 
 @pytest.mark.parametrize("from_heatmap", [False, True])

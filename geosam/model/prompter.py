@@ -29,6 +29,10 @@ from geosam.model.losses import heatmap_focal_loss
 
 UPSAMPLE = 2
 """Heatmap cells per embedding cell, along each axis."""
+DENSE_SIGMA = 0.09
+"""Spread of the size-supervision Gaussian per box side (TTFNet's 0.54 / 6)."""
+DENSE_MIN = 0.1
+"""Lowest weight of a cell whose offset and size are supervised."""
 
 
 class ShipPrompter(nn.Module):
@@ -81,10 +85,16 @@ def encode_targets(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training targets from XYXY chip-pixel boxes, one array per chip.
 
+    Offset and size are supervised on every cell near the centre, not on the centre cell
+    only (as TTFNet does): an elliptical Gaussian over the box weights the cells, 1 at the
+    centre, down to `DENSE_MIN`; a cell near two ships belongs to the nearer. With a few dozen
+    ships per scene, one supervised cell per ship left the size head guessing near-squares.
+
     Returns:
-        heatmap (B,1,g,g) Gaussian peaks of 1 at ship centres; offset (B,2,g,g) and
-        log_size (B,2,g,g) (log of box width and height in cells) at centre cells; and a
-        (B,1,g,g) mask of the centre cells where offset and size are supervised.
+        heatmap (B,1,g,g) Gaussian peaks of 1 at ship centres; offset (B,2,g,g) from each
+        supervised cell to its ship's centre and log_size (B,2,g,g) (log of box width and
+        height in cells); and (B,1,g,g) weights of the supervised cells (1 at centres, 0 off
+        ships).
     """
     n = len(boxes)
     heat = torch.zeros(n, 1, grid, grid)
@@ -100,9 +110,15 @@ def encode_targets(
             sigma = max(0.5, 0.15 * math.sqrt(w * h))
             g = torch.exp(-((xs - col) ** 2 + (ys - row) ** 2) / (2 * sigma**2))
             heat[b, 0] = torch.maximum(heat[b, 0], g)
-            offset[b, :, row, col] = torch.tensor([cx - col, cy - row])
-            log_size[b, :, row, col] = torch.tensor([math.log(w), math.log(h)])
-            where[b, 0, row, col] = 1.0
+            sx, sy = max(0.5, DENSE_SIGMA * w), max(0.5, DENSE_SIGMA * h)
+            weight = torch.exp(-((xs - col) ** 2) / (2 * sx**2) - (ys - row) ** 2 / (2 * sy**2))
+            own = (weight >= DENSE_MIN) & (weight > where[b, 0])
+            own[row, col] = True
+            offset[b, 0][own] = (cx - xs[own]).float()
+            offset[b, 1][own] = (cy - ys[own]).float()
+            log_size[b, 0][own] = math.log(w)
+            log_size[b, 1][own] = math.log(h)
+            where[b, 0][own] = weight[own].float()
     return heat, offset, log_size, where
 
 
@@ -110,7 +126,7 @@ def prompter_loss(
     outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> torch.Tensor:
-    """Heatmap focal loss plus L1 on offset and log-size at ship centres."""
+    """Heatmap focal loss plus the weighted mean L1 of offset and log-size near ship centres."""
     heat_logits, offset, log_size = outputs
     heat_t, offset_t, size_t, where = (t.to(heat_logits.device) for t in targets)
     n = where.sum().clamp(min=1)

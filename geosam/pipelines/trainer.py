@@ -213,10 +213,10 @@ class Trainer:
         Each chip is seen in a random view (flips and quarter turns, see
         `geosam.data.augment`) with freshly drawn prompts. The loss of a batch is the mean
         mask loss over the prompts of all its chips plus the prompter loss, whose heatmap term
-        is normalised by the ship centres of all its chips and whose offset/size term by its
-        supervised cells. A rank sees its share of the chips only, so each term, computed on
-        the share, is scaled by the share's count over the batch's count (all 1 for a single
-        process); the parts add up to the batch's loss.
+        is normalised by the ship centres of all its chips and whose offset/size term by the
+        weights of its supervised cells. A rank sees its share of the chips only, so each
+        term, computed on the share, is scaled by the share's count over the batch's count
+        (all 1 for a single process); the parts add up to the batch's loss.
         """
         mine = self.ranks.share(batch)
         drawn = [self._sample(i) for i in mine]
@@ -228,13 +228,13 @@ class Trainer:
         local = [
             sum(len(prompts) for prompts in sampled),
             int(targets[0].eq(1).sum()),
-            int(targets[3].sum()),
+            float(targets[3].sum()),
         ]
         totals = local
         if self.ranks.distributed:
             counts = torch.tensor(local, dtype=torch.float64, device=self.device)
             all_reduce_sum([counts])
-            totals = [round(c) for c in counts.tolist()]
+            totals = counts.tolist()
         if not mine:
             return torch.zeros((), device=self.device)
         emb = self.embeddings(mine, grad=True, views=views)
