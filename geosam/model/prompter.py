@@ -87,8 +87,9 @@ def encode_targets(
 
     Offset and size are supervised on every cell near the centre, not on the centre cell
     only (as TTFNet does): an elliptical Gaussian over the box weights the cells, 1 at the
-    centre, down to `DENSE_MIN`; a cell near two ships belongs to the nearer. With a few dozen
-    ships per scene, one supervised cell per ship left the size head guessing near-squares.
+    centre, down to `DENSE_MIN`; a cell near two ships belongs to the one that weighs it more
+    (the nearer, relative to each ship's size). With a few dozen ships per scene, one
+    supervised cell per ship left the size head guessing near-squares.
 
     Returns:
         heatmap (B,1,g,g) Gaussian peaks of 1 at ship centres; offset (B,2,g,g) from each
