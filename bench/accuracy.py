@@ -191,6 +191,8 @@ def _without_times(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def run(quick: bool) -> Outcome:
     """Train, score, compare with the targets of the accuracy issue."""
+    from geosam.pipelines.validation import thresholds_text
+
     title = "accuracy on real ships (tiny, held-out eastern parts of the dev scenes)"
     if held_out_scenes() is None:
         return Outcome(title, ["skipped: ../shared/data/ships-dev not found"], [])
@@ -205,7 +207,7 @@ def run(quick: bool) -> Outcome:
     figures = [
         f"training: {main['seconds'] / 60:.1f} min; best validation at step "
         f"{int(metrics.get('step', 0))}: validation IoU {metrics.get('val_iou', 0):.3f}, F1 "
-        f"{metrics.get('val_f1', 0):.3f} (score threshold {metrics.get('score_threshold', 0):.2f})",
+        f"{metrics.get('val_f1', 0):.3f} (at {thresholds_text(metrics)})",
         f"detection on the held-out parts: {trained['detect_seconds']:.1f} s in all",
         f"(untrained reference built in {untrained_run['seconds']:.0f} s)",
     ]

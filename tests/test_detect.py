@@ -268,3 +268,17 @@ def test_a_box_prompt_layer_keeps_each_mask_inside_its_box(harbour, tmp_path):
         holders = boxes[boxes.contains(ship)]
         assert len(holders) >= 1
         assert ship.area > 0.5 * holders.area.min()  # the whole box, not a sliver of it
+
+
+def test_a_scene_takes_the_threshold_of_the_nearest_training_pixel_size():
+    meta = {
+        "operating_point": {
+            "prompter_threshold": 0.1,
+            "min_score": 0.2,
+            "min_score_by_pixel_size": [[0.26, 0.4], [10.0, 0.1]],
+        }
+    }
+    assert DetectSettings().for_model(meta, 0.3).min_score == 0.4  # an aerial scene
+    assert DetectSettings().for_model(meta, 20.0).min_score == 0.1  # Landsat-like: nearest 10 m
+    assert DetectSettings().for_model(meta, None).min_score == 0.2  # degrees: the overall one
+    assert DetectSettings(min_score=0.5).for_model(meta, 10.0).min_score == 0.5  # asked for

@@ -239,3 +239,45 @@ def test_resume_refuses_flags_it_cannot_honour(harbour, tmp_path, args, code, me
     assert result.exit_code == code, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert (run / "last.pt").read_bytes() == last
+
+
+def test_two_sensors_get_an_operating_point_each_and_detect_picks_by_pixel_size(
+    harbour, tmp_path, caplog
+):
+    """The harbour and a copy of it at twice the pixel size train as two sensors; model.pt
+    keeps a threshold per pixel size and `detect` reads each scene at its own."""
+    import logging
+
+    import geopandas as gpd
+    import rasterio
+    import shapely
+
+    from geosam.pipelines.detect import detect
+    from geosam.pipelines.validation import thresholds_by_pixel_size
+
+    scene, ships = harbour
+    coarse_scene, coarse_ships = tmp_path / "coarse.tif", tmp_path / "coarse.gpkg"
+    with rasterio.open(scene) as src:
+        profile, pixels, t = src.profile, src.read(), src.transform
+    coarse = t @ t.scale(2.0)  # same pixels, 2x the ground per pixel, same corner
+    with rasterio.open(coarse_scene, "w", **{**profile, "transform": coarse}) as dst:
+        dst.write(pixels)
+    frame = gpd.read_file(ships)
+    to_coarse = coarse @ ~t  # scene coordinates of the fine harbour -> of the coarse copy
+    frame["geometry"] = shapely.transform(
+        frame.geometry.values, lambda xy: np.stack(to_coarse @ (xy[:, 0], xy[:, 1]), 1)
+    )
+    frame.to_file(coarse_ships)
+    pairs = [TrainingPair(scene, ships), TrainingPair(coarse_scene, coarse_ships)]
+    finetune(pairs, tmp_path / "run", settings=FAST)
+    _, meta = load_model_file(tmp_path / "run" / "model.pt")
+    fine_size = abs(t.a)
+    by_size = thresholds_by_pixel_size(meta["metrics"])
+    assert [size for size, _ in by_size] == pytest.approx([fine_size, 2 * fine_size], rel=1e-3)
+    assert meta["operating_point"]["min_score_by_pixel_size"] == [list(e) for e in by_size]
+    with caplog.at_level(logging.INFO, logger="geosam.pipelines.detect"):
+        detect([scene, coarse_scene], tmp_path / "run" / "model.pt", tmp_path / "ships.gpkg")
+    for name, (_, threshold) in zip(("harbour", "coarse"), by_size, strict=True):
+        assert f"ships scoring >= {threshold:.2f}" in next(
+            r.getMessage() for r in caplog.records if r.getMessage().startswith(f"{name}.tif")
+        )

@@ -171,3 +171,30 @@ def test_scale_rule_reads_small_ships_finer_per_pixel_size(make_scene, make_laye
         pairs.append(TrainingPair(scene, make_layer(ships, name=f"{name}.gpkg")))
     rule = with_scale_rule(pairs, SETTINGS).scale_rule
     assert rule == ((0.5, 1), (2.0, 3))  # 40 px: as is; median 18 px: x3 (54 px)
+
+
+def test_scenes_of_one_sensor_share_a_pixel_size_and_chips_carry_it(make_scene, make_layer):
+    """10 m in UTM and 10.003 m in Web Mercator are one sensor; 0.5 m another; degrees none."""
+    from geosam.pipelines.training_data import sensor_pixel_sizes
+
+    transforms = {
+        "utm10": ("EPSG:32633", Affine(10.0, 0, 500000.0, 0, -10.0, 4000000.0)),
+        "merc10": ("EPSG:3857", Affine(10.003, 0, 1e6, 0, -10.003, 5e6)),
+        "aerial": ("EPSG:32633", Affine(0.5, 0, 500000.0, 0, -0.5, 4000000.0)),
+        "lonlat": ("EPSG:4326", Affine(1e-4, 0, 10.0, 0, -1e-4, 45.0)),
+    }
+    pairs = []
+    for name, (crs, transform) in transforms.items():
+        scene = make_scene(width=64, height=64, name=f"{name}.tif", crs=crs, transform=transform)
+        x0, y0 = transform @ (10, 10)
+        x1, y1 = transform @ (30, 16)
+        ship = shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        pairs.append(TrainingPair(scene, make_layer([ship], crs=crs, name=f"{name}.gpkg")))
+    assert sensor_pixel_sizes(pairs) == [10.0, 10.0, 0.5, None]
+    chips, _ = load_training_chips(pairs, SETTINGS)
+    assert {c.scene: c.pixel_size for c in chips} == {
+        "utm10": 10.0,
+        "merc10": 10.0,
+        "aerial": 0.5,
+        "lonlat": None,
+    }

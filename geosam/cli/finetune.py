@@ -20,6 +20,7 @@ from geosam.pipelines.distributed import launched
 from geosam.pipelines.finetune import finetune, resume_finetune
 from geosam.pipelines.trainer import EpochEvent, FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair, read_manifest
+from geosam.pipelines.validation import thresholds_text
 
 
 @click.command()
@@ -343,6 +344,6 @@ def _summary(metrics: dict[str, float], run_dir: Path, quiet: bool) -> None:
         f"best at step {metrics.get('step', 0):.0f}: validation IoU "
         f"{metrics.get('val_iou', 0):.3f} "
         f"(filled box {metrics.get('box_iou', 0):.3f}), prompt-free F1 "
-        f"{metrics.get('val_f1', 0):.2f} at score {metrics.get('score_threshold', 0):.2f}"
+        f"{metrics.get('val_f1', 0):.2f} at {thresholds_text(metrics)}"
         f"\nmodel: {run_dir / 'model.pt'}"
     )

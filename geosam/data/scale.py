@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -77,6 +79,43 @@ def upsampling_factor(ship_length_px: float) -> int:
     return int(min(MAX_FACTOR, max(1, math.floor(TARGET_SHIP_PX / ship_length_px + 0.5))))
 
 
+def native_pixel_size(scene: str | os.PathLike[str]) -> float | None:
+    """A scene's pixel size in CRS units, or None if unreadable or in a geographic CRS.
+
+    Degrees are left out: they cannot be compared with metres, nor along one axis.
+    """
+    try:
+        with rasterio.open(scene) as src:
+            crs, res = src.crs, float(abs(src.res[0]))
+    except (RasterioError, OSError):
+        return None
+    if crs is None or CRS.from_user_input(crs).is_geographic or res <= 0:
+        return None
+    return res
+
+
+def group_by_pixel_size(sizes: list[tuple[str, float]]) -> list[list[tuple[str, float]]]:
+    """(name, pixel size) pairs in groups of about one pixel size (one sensor), finest first.
+
+    A group holds the sizes within 10 % of its finest one.
+    """
+    groups: list[list[tuple[str, float]]] = []
+    for entry in sorted(sizes, key=lambda e: e[1]):
+        if groups and entry[1] <= 1.1 * groups[-1][0][1]:
+            groups[-1].append(entry)
+        else:
+            groups.append([entry])
+    return groups
+
+
+Entry = TypeVar("Entry", bound=tuple[float, Any])
+
+
+def nearest_pixel_size(entries: Sequence[Entry], pixel_size: float) -> Entry:
+    """The (pixel size, value) entry nearest `pixel_size` in log scale."""
+    return min(entries, key=lambda entry: abs(math.log(entry[0] / pixel_size)))
+
+
 def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | None:
     """The pixel size to read `scene` at under `rule`, or None to read it as it is.
 
@@ -85,14 +124,10 @@ def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | Non
     """
     if not rule:
         return None
-    try:
-        with rasterio.open(scene) as src:
-            crs, res = src.crs, float(abs(src.res[0]))
-    except (RasterioError, OSError):
+    res = native_pixel_size(scene)
+    if res is None:
         return None
-    if crs is None or CRS.from_user_input(crs).is_geographic or res <= 0:
-        return None
-    native, factor = min(rule, key=lambda entry: abs(math.log(entry[0] / res)))
+    native, factor = nearest_pixel_size(rule, res)
     if factor <= 1:
         return None
     gsd = res / factor

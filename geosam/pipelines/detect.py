@@ -19,6 +19,7 @@ import geopandas as gpd
 import numpy as np
 
 from geosam.data.samples import SceneChips
+from geosam.data.scale import native_pixel_size
 from geosam.data.settings import ChipSettings
 from geosam.io.atomic import refuse_existing
 from geosam.io.preview import write_mask_raster, write_preview
@@ -105,13 +106,13 @@ def detect(
 
             _, meta = load_model_file(model_path)  # the workers load the model itself
             chip_settings = _chip_settings(meta, chip_overrides)
-            settings = settings.for_model(meta)
+            per_scene = [_scene_settings(settings, meta, scene) for scene in scenes]
             with connect(scheduler, workers) as client:
                 results = detect_on_cluster(
                     client,
                     scenes,
                     chip_settings,
-                    settings,
+                    per_scene,
                     model_path,
                     checkpoint,
                     prompts,
@@ -121,27 +122,20 @@ def detect(
                 for index, scene_settings, detections in results:
                     # Reopened with the stretch the workers used: the same pixels for the extras.
                     with SceneChips(scenes[index], settings=scene_settings) as chips:
-                        frame = scene_frame(detections, chips.reader.grid, settings)
+                        frame = scene_frame(detections, chips.reader.grid, per_scene[index])
                         found[index] = finish(names[index], chips, frame)
         else:
             device = pick_device(settings.device)
             model, meta = load_detector(model_path, device, checkpoint)
             chip_settings = _chip_settings(meta, chip_overrides)
-            settings = settings.for_model(meta)
-            log.info(
-                "operating point: proposals >= %.2f, ships scoring >= %.2f, "
-                "stitched ships <= %s px",
-                settings.prompter_threshold,
-                settings.min_score,
-                settings.max_ship_length_px,
-            )
             predictor = ChipPredictor(model, device)
             for index, scene in enumerate(scenes):
+                resolved = _scene_settings(settings, meta, scene)
                 # One open scene serves detection, the mask raster and the preview (one stretch).
                 with SceneChips(scene, settings=chip_settings) as chips:
                     report_scene = report(names[index])
                     frame = detect_scene(
-                        chips, predictor, settings, prompts, prompts_layer, report_scene
+                        chips, predictor, resolved, prompts, prompts_layer, report_scene
                     )
                     found[index] = finish(names[index], chips, frame)
         layers = {names[i]: found[i] for i in range(len(scenes))}
@@ -153,6 +147,19 @@ def per_scene_path(path: str | os.PathLike[str], scene: str, scenes: int) -> Pat
     """`path` itself for one scene, else ``<stem>_<scene><suffix>``."""
     p = Path(path)
     return p if scenes == 1 else p.with_name(f"{p.stem}_{scene}{p.suffix}")
+
+
+def _scene_settings(settings: DetectSettings, meta: dict[str, Any], scene: Any) -> DetectSettings:
+    """`settings` resolved for one scene: the model's operating point for its pixel size."""
+    resolved = settings.for_model(meta, native_pixel_size(scene))
+    log.info(
+        "%s: operating point: proposals >= %.2f, ships scoring >= %.2f, stitched ships <= %s px",
+        Path(scene).name,
+        resolved.prompter_threshold,
+        resolved.min_score,
+        resolved.max_ship_length_px,
+    )
+    return resolved
 
 
 def _chip_settings(meta: dict[str, Any], overrides: dict[str, Any] | None) -> ChipSettings:

@@ -24,6 +24,7 @@ import geopandas as gpd
 import numpy as np
 
 from geosam.data.samples import ChipSample, SceneChips
+from geosam.data.scale import nearest_pixel_size
 from geosam.geometry.components import MaskPrompts, prompted_bodies
 from geosam.geometry.grid import Chip
 from geosam.geometry.masks import crop_masks, suppress_duplicates
@@ -63,21 +64,28 @@ class DetectSettings:
     batch_chips: int = 4
     device: str = "auto"
 
-    def for_model(self, meta: dict[str, Any]) -> DetectSettings:
+    def for_model(self, meta: dict[str, Any], pixel_size: float | None = None) -> DetectSettings:
         """These settings with every unset threshold taken from the model's operating point.
 
-        Model files written before geosam recorded one fall back to 0.3 and 0.3, the old
-        defaults, and no length limit.
+        A model trained on scenes of several pixel sizes (sensors) holds a score threshold
+        per pixel size; a scene of `pixel_size` (native, CRS units) takes the nearest one in
+        log scale, and a scene of unknown size the one chosen over all validation chips.
+        Model files written before geosam recorded an operating point fall back to 0.3 and
+        0.3, the old defaults, and no length limit.
         """
         point = meta.get("operating_point") or {}
 
         def pick(mine: float | None, key: str, old: float | None) -> float | None:
             return mine if mine is not None else point.get(key, old)
 
+        min_score = pick(self.min_score, "min_score", 0.3)
+        by_size = point.get("min_score_by_pixel_size")
+        if self.min_score is None and by_size and pixel_size:
+            min_score = nearest_pixel_size([tuple(e) for e in by_size], pixel_size)[1]
         return replace(
             self,
             prompter_threshold=pick(self.prompter_threshold, "prompter_threshold", 0.3),
-            min_score=pick(self.min_score, "min_score", 0.3),
+            min_score=min_score,
             max_ship_length_px=pick(self.max_ship_length_px, "max_ship_length_px", None),
         )
 

@@ -148,7 +148,7 @@ def detect_on_cluster(
     client: Client,
     scenes: Sequence[str | os.PathLike[str]],
     chip_settings: ChipSettings,
-    settings: DetectSettings,
+    settings: Sequence[DetectSettings],
     model_path: str | os.PathLike[str],
     checkpoint: str | os.PathLike[str] | None = None,
     prompts: str | os.PathLike[str] | None = None,
@@ -164,7 +164,7 @@ def detect_on_cluster(
         client: a client from `connect`.
         scenes: scene paths, as seen by the workers (see the module docstring).
         chip_settings: chip settings from the model, with any overrides.
-        settings: detection settings.
+        settings: detection settings, resolved per scene (`DetectSettings.for_model`).
         model_path: the model.pt.
         checkpoint: base SAM checkpoint, or None for the path recorded in the model.
         prompts: prompt layer path, or None.
@@ -188,7 +188,7 @@ def detect_on_cluster(
         with SceneChips(scene, settings=chip_settings) as chips:
             resolved.append(chips.settings)
             grid = chips.chips
-        batches = chip_batches(grid, settings.batch_chips)
+        batches = chip_batches(grid, settings[index].batch_chips)
         counts.append(len(batches))
         totals.append(len(grid))
         for number, batch in enumerate(batches):
@@ -199,7 +199,7 @@ def detect_on_cluster(
                 chip_settings=resolved[index],
                 model=_absolute(model_path),
                 checkpoint=_absolute(checkpoint) if checkpoint is not None else None,
-                settings=settings,
+                settings=settings[index],
                 prompts=_absolute(prompts) if prompts is not None else None,
                 prompts_layer=prompts_layer,
             )

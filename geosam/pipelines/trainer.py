@@ -38,7 +38,7 @@ from geosam.pipelines.distributed import (
 )
 from geosam.pipelines.training_data import TrainChip, TrainingPair
 from geosam.pipelines.training_views import MAX_SHIFT, ChipViews, View
-from geosam.pipelines.validation import PROPOSAL_THRESHOLD, DetectionTally, ValidationSums
+from geosam.pipelines.validation import DetectionTally, ValidationSums, operating_point
 
 log = logging.getLogger(__name__)
 
@@ -395,15 +395,14 @@ class Trainer:
         """What `detect` needs and what made the model.
 
         ``operating_point`` holds the detection thresholds chosen on the validation chips
-        (see `validate`) and the length beyond which two pieces are never stitched into one
-        ship (the longest training ship with a margin), so `detect` runs as training measured.
+        and the length beyond which two pieces are never stitched into one ship (the longest
+        training ship with a margin), so `detect` runs as training measured (see
+        `geosam.pipelines.validation.operating_point`).
         """
         return {
-            "operating_point": {
-                "prompter_threshold": PROPOSAL_THRESHOLD,
-                "min_score": float(metrics.get("score_threshold", 0.3)),
-                "max_ship_length_px": round(SHIP_LENGTH_MARGIN * self.longest_ship_px(), 1),
-            },
+            "operating_point": operating_point(
+                metrics, round(SHIP_LENGTH_MARGIN * self.longest_ship_px(), 1)
+            ),
             "model_type": self.settings.model_type,
             "base_hash": self.model.base_hash,
             "checkpoint": self.settings.checkpoint,

@@ -12,7 +12,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geosam.data.samples import SceneChips
-from geosam.data.scale import median_ship_length_px, upsampling_factor
+from geosam.data.scale import (
+    group_by_pixel_size,
+    median_ship_length_px,
+    native_pixel_size,
+    upsampling_factor,
+)
 from geosam.data.settings import ChipSettings
 from geosam.errors import InputNotFoundError, TrainingDataError
 from geosam.geometry.grid import Chip
@@ -40,6 +45,8 @@ class TrainChip:
         valid: (S, S) bool.
         boxes: (N, 4) float32 XYXY chip pixels.
         masks: (N, S, S) bool.
+        pixel_size: the native pixel size of the scene's sensor (`sensor_pixel_sizes`;
+            None: unknown or in degrees); chips of one sensor share an operating point.
     """
 
     scene: str
@@ -48,6 +55,7 @@ class TrainChip:
     valid: NDArray[np.bool_]
     boxes: NDArray[np.float32]
     masks: NDArray[np.bool_]
+    pixel_size: float | None = None
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[TrainingPair]:
@@ -79,24 +87,34 @@ def with_scale_rule(pairs: list[TrainingPair], settings: ChipSettings) -> ChipSe
         for pair in pairs
         if (sizes := median_ship_length_px(pair.scene, pair.labels, pair.layer)) is not None
     ]
-    groups: list[list[tuple[str, float, float]]] = []
-    for entry in sorted(found, key=lambda e: e[1]):
-        if groups and entry[1] <= 1.1 * groups[-1][0][1]:
-            groups[-1].append(entry)
-        else:
-            groups.append([entry])
+    lengths = {name: length for name, _, length in found}
     rule = []
-    for group in groups:
-        length = float(np.median([e[2] for e in group]))
+    for group in group_by_pixel_size([(name, res) for name, res, _ in found]):
+        length = float(np.median([lengths[name] for name, _ in group]))
         factor = upsampling_factor(length)
         rule.append((group[0][1], factor))
         log.info(
             "%s: median ship %.1f px long; read at x%d",
-            ", ".join(e[0] for e in group),
+            ", ".join(name for name, _ in group),
             length,
             factor,
         )
     return replace(settings, scale_rule=tuple(rule))
+
+
+def sensor_pixel_sizes(pairs: list[TrainingPair]) -> list[float | None]:
+    """Per pair, the finest pixel size of its group of scenes of about one pixel size.
+
+    Sentinel-2 in UTM (10 m) and in Web Mercator (10.003 m) are one sensor; a scene in
+    degrees or unreadable has None.
+    """
+    sizes = [native_pixel_size(pair.scene) for pair in pairs]
+    known = [(str(i), size) for i, size in enumerate(sizes) if size is not None]
+    found: list[float | None] = [None] * len(pairs)
+    for group in group_by_pixel_size(known):
+        for name, _ in group:
+            found[int(name)] = group[0][1]
+    return found
 
 
 def load_training_chips(
@@ -108,7 +126,9 @@ def load_training_chips(
     """
     chips: list[TrainChip] = []
     resolved: list[ChipSettings] = []
-    for pair in pairs:
+    sensors = sensor_pixel_sizes(pairs)
+    for index, pair in enumerate(pairs):
+        pixel_size = sensors[index]
         with SceneChips(pair.scene, pair.labels, pair.layer, settings) as scene_chips:
             resolved.append(scene_chips.settings)
             ships_here = 0
@@ -123,6 +143,7 @@ def load_training_chips(
                         sample.valid,
                         labels.boxes,
                         labels.masks,
+                        pixel_size,
                     )
                 )
                 ships_here += len(labels)
