@@ -12,7 +12,12 @@ from geosam.pipelines.trainer import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 STEPS = 100  # the default recipe, shortened: enough to find some ships
-MIN_FOUND = {False: 3, True: 10}  # of casablanca's 15 ships, at IoU >= 0.3 (seen: 5, 15)
+MIN_FOUND = {False: 3, True: 10}  # of casablanca's 15 ships, at IoU >= 0.3 (seen: 4, 15)
+# A 100-step model's operating point, chosen on Gdynia's 9 validation ships, keeps none of
+# Casablanca's (0.15; its ships score 0.05-0.1 there): this test asks whether the prompter
+# and decoder find ships on an unseen port, so it detects at a low threshold; the operating
+# point has its own tests (test_finetune, test_validation, test_detect).
+PROMPT_FREE = DetectSettings(min_score=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,7 @@ def test_detect_on_an_unseen_port_gives_a_valid_layer_in_its_crs(
         [scene],
         gdynia_model,
         out,
-        DetectSettings(),
+        DetectSettings() if use_prompts else PROMPT_FREE,
         prompts=prompts,
         prompts_layer="s2_casablanca" if use_prompts else None,
     )
