@@ -87,15 +87,15 @@ def with_scale_rule(pairs: list[TrainingPair], settings: ChipSettings) -> ChipSe
         for pair in pairs
         if (sizes := median_ship_length_px(pair.scene, pair.labels, pair.layer)) is not None
     ]
-    lengths = {name: length for name, _, length in found}
     rule = []
-    for group in group_by_pixel_size([(name, res) for name, res, _ in found]):
-        length = float(np.median([lengths[name] for name, _ in group]))
+    for group in group_by_pixel_size([(str(i), res) for i, (_, res, _) in enumerate(found)]):
+        members = [found[int(key)] for key, _ in group]
+        length = float(np.median([length for _, _, length in members]))
         factor = upsampling_factor(length)
         rule.append((group[0][1], factor))
         log.info(
             "%s: median ship %.1f px long; read at x%d",
-            ", ".join(name for name, _ in group),
+            ", ".join(name for name, _, _ in members),
             length,
             factor,
         )
