@@ -149,7 +149,9 @@ def per_scene_path(path: str | os.PathLike[str], scene: str, scenes: int) -> Pat
     return p if scenes == 1 else p.with_name(f"{p.stem}_{scene}{p.suffix}")
 
 
-def _scene_settings(settings: DetectSettings, meta: dict[str, Any], scene: Any) -> DetectSettings:
+def _scene_settings(
+    settings: DetectSettings, meta: dict[str, Any], scene: str | os.PathLike[str]
+) -> DetectSettings:
     """`settings` resolved for one scene: the model's operating point for its pixel size."""
     resolved = settings.for_model(meta, native_pixel_size(scene))
     log.info(

@@ -55,10 +55,9 @@ class DetectionTally:
     For every validation chip, all proposals above a low centre score are decoded and
     duplicate masks suppressed; each surviving detection is recorded with its score and
     whether it matches a reference mask at each of `MATCH_IOUS` (greedy by score). Greedy
-    suppression and
-    greedy matching both go by descending score, so the detections kept at any threshold t
-    are exactly those recorded with score >= t, with the same matches: one pass scores every
-    threshold at once.
+    suppression and greedy matching both go by descending score, so the detections kept at
+    any threshold t are exactly those recorded with score >= t, with the same matches: one
+    pass scores every threshold at once.
     """
 
     scores: list[float] = field(default_factory=list)
