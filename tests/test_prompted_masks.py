@@ -53,3 +53,33 @@ def test_a_point_prompt_is_decoded_as_the_box_around_it(monkeypatch):
     assert not np.array_equal(as_box[0], as_point[0])  # the two ways differ on this model
     assert np.array_equal(masks[0], as_box[0]) and iou[0] == box_iou[0]
     assert np.array_equal(masks[1], as_point[1]) and iou[1] == point_iou[1]
+
+
+def test_a_proposal_is_decoded_again_from_its_first_masks_own_box(monkeypatch):
+    predictor = ChipPredictor(spilling_tiny(), torch.device("cpu"))
+    embedding = predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
+    proposals = np.array([[40, 40, 60, 50], [100, 100, 120, 110]], np.float32)
+    first = np.zeros((2, 256, 256), bool)
+    first[0, 35:52, 30:70] = True  # the ship is longer than the prompter thought
+    asked = []
+
+    def masks(emb, boxes=None, points=None):
+        asked.append(boxes.copy())
+        if len(asked) == 1:
+            return first, np.full(2, 0.5, np.float32)
+        return first, np.array([0.9, 0.1], np.float32)
+
+    monkeypatch.setattr(predictor, "masks", masks)
+    out, iou, boxes = predictor.proposal_masks(embedding, proposals)
+    np.testing.assert_array_equal(asked[0], proposals)
+    # the first mask's own box (pixel edges); the empty second mask keeps its proposal
+    np.testing.assert_array_equal(asked[1], [[30, 35, 70, 52], [100, 100, 120, 110]])
+    np.testing.assert_array_equal(boxes, asked[1])
+    assert iou.tolist() == pytest.approx([0.9, 0.1]) and out is first
+
+
+def test_no_proposal_gives_no_mask():
+    predictor = ChipPredictor(spilling_tiny(), torch.device("cpu"))
+    embedding = predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
+    masks, iou, boxes = predictor.proposal_masks(embedding, np.zeros((0, 4), np.float32))
+    assert masks.shape == (0, 256, 256) and iou.shape == (0,) and boxes.shape == (0, 4)

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from geosam.data.settings import ChipSettings
 from geosam.errors import CheckpointError, GeosamError
+from geosam.geometry.pixels import mask_to_box
 from geosam.model.checkpoints import RANDOM_INIT, detect_model_type, load_sam
 from geosam.model.decoder import decode, filled_boxes
 from geosam.model.embeddings import encode_images
@@ -160,6 +161,24 @@ class ChipPredictor:
             out_masks.append((logits.float() > 0).cpu().numpy())
             out_iou.append(iou.float().clamp(0, 1).cpu().numpy())
         return np.concatenate(out_masks), np.concatenate(out_iou).astype(np.float32)
+
+    def proposal_masks(
+        self, embedding: torch.Tensor, boxes: NDArray[np.float32]
+    ) -> tuple[NDArray[np.bool_], NDArray[np.float32], NDArray[np.float32]]:
+        """Masks, predicted IoU and final boxes of prompter proposals, decoded twice.
+
+        A proposal's size comes from the prompter's size head, which is rougher than the mask
+        the decoder draws from it; that mask's own box is the better prompt, so each proposal
+        is decoded again from it (a proposal whose first mask is empty keeps its box).
+        """
+        masks, _ = self.masks(embedding, boxes=boxes)
+        if len(masks) == 0:
+            return masks, np.zeros(0, np.float32), boxes
+        own = np.stack(
+            [mask_to_box(m) if m.any() else b for m, b in zip(masks, boxes, strict=True)]
+        )
+        masks, iou = self.masks(embedding, boxes=own)
+        return masks, iou, own
 
     def prompted_masks(
         self,

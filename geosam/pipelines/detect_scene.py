@@ -125,7 +125,7 @@ def chip_prompts(
         masks, iou = predictor.masks(embedding, points=grid[on_data])
         return masks, iou, MaskPrompts.stack(points=grid[on_data])
     boxes, centre_scores = predictor.propose(embedding, settings.threshold("prompter_threshold"))[0]
-    masks, iou = predictor.masks(embedding, boxes=boxes)
+    masks, iou, boxes = predictor.proposal_masks(embedding, boxes)
     return masks, iou * centre_scores, MaskPrompts.stack(boxes=boxes)
 
 

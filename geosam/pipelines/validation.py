@@ -15,6 +15,7 @@ import torch
 from geosam.geometry.masks import suppress_duplicates
 from geosam.model.decoder import decode, filled_boxes
 from geosam.model.losses import mask_iou
+from geosam.model.predict import ChipPredictor
 from geosam.model.prompter import decode_boxes
 from geosam.model.shipsam import ShipSam
 from geosam.pipelines.training_data import TrainChip
@@ -164,8 +165,9 @@ class ValidationSums:
 
     Box-prompt mask IoU and Dice of every reference ship, the filled-box baseline, prompter
     centre precision and recall (centre score >= 0.3), and prompt-free detections as `detect`
-    makes them (prompter proposals decoded into masks, scored by centre score x predicted
-    IoU, duplicates suppressed), from which the operating point is chosen.
+    makes them (prompter proposals decoded into masks, `ChipPredictor.proposal_masks`, scored
+    by centre score x predicted IoU, duplicates suppressed), from which the operating point is
+    chosen.
     """
 
     masks: float = 0.0
@@ -201,12 +203,10 @@ class ValidationSums:
         proposed = np.zeros((0, *chip.valid.shape), dtype=bool)
         scores = np.zeros(0, dtype=np.float32)
         if len(found):
-            boxes = torch.from_numpy(found).to(embedding.device)
-            logits, iou_pred = decode(
-                sam, embedding, boxes=boxes, dense_box=dense, refiner=model.refiner
-            )
-            proposed = (logits.float() > 0).cpu().numpy() & chip.valid
-            scores = centre * iou_pred.float().clamp(0, 1).cpu().numpy()
+            predictor = ChipPredictor(model, embedding.device)
+            proposed, iou_pred, _ = predictor.proposal_masks(embedding, found)
+            proposed &= chip.valid
+            scores = centre * iou_pred
         self.tally.add_chip(proposed, scores, chip.masks, chip.pixel_size)
 
     def counts(self) -> list[float]:
