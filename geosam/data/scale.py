@@ -94,17 +94,17 @@ def native_pixel_size(scene: str | os.PathLike[str]) -> float | None:
     return res
 
 
-def group_by_pixel_size(sizes: list[tuple[str, float]]) -> list[list[tuple[str, float]]]:
-    """(name, pixel size) pairs in groups of about one pixel size (one sensor), finest first.
+def group_by_pixel_size(sizes: Sequence[float]) -> list[list[int]]:
+    """Indices of `sizes` in groups of about one pixel size (one sensor), finest first.
 
-    A group holds the sizes within 10 % of its finest one.
+    A group holds the sizes within 10 % of its finest one, finest first within it too.
     """
-    groups: list[list[tuple[str, float]]] = []
-    for entry in sorted(sizes, key=lambda e: e[1]):
-        if groups and entry[1] <= 1.1 * groups[-1][0][1]:
-            groups[-1].append(entry)
+    groups: list[list[int]] = []
+    for i in sorted(range(len(sizes)), key=lambda k: sizes[k]):
+        if groups and sizes[i] <= 1.1 * sizes[groups[-1][0]]:
+            groups[-1].append(i)
         else:
-            groups.append([entry])
+            groups.append([i])
     return groups
 
 

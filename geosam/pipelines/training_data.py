@@ -88,11 +88,11 @@ def with_scale_rule(pairs: list[TrainingPair], settings: ChipSettings) -> ChipSe
         if (sizes := median_ship_length_px(pair.scene, pair.labels, pair.layer)) is not None
     ]
     rule = []
-    for group in group_by_pixel_size([(str(i), res) for i, (_, res, _) in enumerate(found)]):
-        members = [found[int(key)] for key, _ in group]
+    for group in group_by_pixel_size([res for _, res, _ in found]):
+        members = [found[i] for i in group]
         length = float(np.median([length for _, _, length in members]))
         factor = upsampling_factor(length)
-        rule.append((group[0][1], factor))
+        rule.append((members[0][1], factor))
         log.info(
             "%s: median ship %.1f px long; read at x%d",
             ", ".join(name for name, _, _ in members),
@@ -109,11 +109,11 @@ def sensor_pixel_sizes(pairs: list[TrainingPair]) -> list[float | None]:
     degrees or unreadable has None.
     """
     sizes = [native_pixel_size(pair.scene) for pair in pairs]
-    known = [(str(i), size) for i, size in enumerate(sizes) if size is not None]
+    known = [(i, size) for i, size in enumerate(sizes) if size is not None]
     found: list[float | None] = [None] * len(pairs)
-    for group in group_by_pixel_size(known):
-        for name, _ in group:
-            found[int(name)] = group[0][1]
+    for group in group_by_pixel_size([size for _, size in known]):
+        for k in group:
+            found[known[k][0]] = known[group[0]][1]
     return found
 
 
