@@ -40,7 +40,7 @@ def train(run: str, steps: int | None, seed: int, lr: float | None = None) -> di
     import torch
 
     from geosam.pipelines.finetune import finetune
-    from geosam.pipelines.trainer import FinetuneSettings
+    from geosam.pipelines.finetune_settings import FinetuneSettings
     from geosam.pipelines.training_data import TrainingPair
 
     torch.set_num_threads(os.cpu_count() or 1)

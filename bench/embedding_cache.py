@@ -35,7 +35,7 @@ def harbour(model_type: str) -> tuple[Path, Path]:
 def two_runs(model_type: str, epochs: int) -> dict[str, Any]:
     """Fine-tune twice on one cache; per-epoch encoder calls and seconds of both runs."""
     from geosam.pipelines.finetune import finetune
-    from geosam.pipelines.trainer import FinetuneSettings
+    from geosam.pipelines.finetune_settings import FinetuneSettings
     from geosam.pipelines.training_data import TrainingPair
 
     scene, labels = harbour(model_type)

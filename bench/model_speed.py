@@ -113,7 +113,8 @@ def training_speed(model_type: str, epochs: int) -> dict[str, Any]:
     from geosam.data.prompts import PromptSettings
     from geosam.data.settings import ChipSettings
     from geosam.model.registry import get_spec
-    from geosam.pipelines.trainer import FinetuneSettings, Trainer
+    from geosam.pipelines.finetune_settings import FinetuneSettings
+    from geosam.pipelines.trainer import Trainer
     from geosam.pipelines.training_data import TrainingPair, load_training_chips
 
     scene, labels = harbour(model_type)

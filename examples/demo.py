@@ -30,8 +30,8 @@ from geosam.model.checkpoints import resolve_checkpoint
 from geosam.pipelines.detect import DetectSettings, detect
 from geosam.pipelines.evaluate import EvaluationReport, evaluate
 from geosam.pipelines.finetune import finetune
+from geosam.pipelines.finetune_settings import FinetuneSettings
 from geosam.pipelines.tile import tile_scene
-from geosam.pipelines.trainer import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 OUT = Path(__file__).resolve().parent / "output"

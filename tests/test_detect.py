@@ -24,7 +24,7 @@ from geosam.geometry.stitch import masks_to_detections, stitch
 from geosam.io.ship_attributes import ship_attributes
 from geosam.pipelines.detect import DetectSettings, detect
 from geosam.pipelines.finetune import finetune
-from geosam.pipelines.trainer import FinetuneSettings
+from geosam.pipelines.finetune_settings import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 GEOD = Geod(ellps="WGS84")

@@ -19,7 +19,7 @@ from geosam.pipelines import detect_scene as detect_scene_module
 from geosam.pipelines.detect import DetectSettings, detect
 from geosam.pipelines.detect_scene import scene_frame
 from geosam.pipelines.finetune import finetune
-from geosam.pipelines.trainer import FinetuneSettings
+from geosam.pipelines.finetune_settings import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 distributed = pytest.importorskip("distributed")

@@ -8,7 +8,7 @@ from conftest import SHIPS_DEV, shared_path
 from geosam.pipelines.detect import DetectSettings, detect
 from geosam.pipelines.evaluate import evaluate
 from geosam.pipelines.finetune import finetune
-from geosam.pipelines.trainer import FinetuneSettings
+from geosam.pipelines.finetune_settings import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 STEPS = 100  # the default recipe, shortened: enough to find some ships

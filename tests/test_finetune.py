@@ -10,7 +10,7 @@ from geosam.errors import CheckpointError, DeviceError, OutputExistsError, Train
 from geosam.model.device import pick_device
 from geosam.model.model_file import load_model_file
 from geosam.pipelines.finetune import finetune, resume_finetune
-from geosam.pipelines.trainer import FinetuneSettings
+from geosam.pipelines.finetune_settings import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 FAST = FinetuneSettings(epochs=2, batch_chips=2, train_encoder=False, patience=100)
@@ -54,6 +54,17 @@ def test_seed_makes_runs_identical(harbour, tmp_path):
 RESUMABLE = {
     "epochs": FinetuneSettings(**{**FAST.__dict__, "epochs": 4}),
     "steps": FinetuneSettings(**{**FAST.__dict__, "epochs": None, "steps": 8, "val_every": 2}),
+    # An encoder that trains, with ships pasted onto its views: the pastes resume exactly too.
+    "steps, pasted ships": FinetuneSettings(
+        **{
+            **FAST.__dict__,
+            "epochs": None,
+            "steps": 8,
+            "val_every": 2,
+            "train_encoder": True,
+            "paste_ships": 3,
+        }
+    ),
 }
 
 
@@ -81,7 +92,7 @@ def test_resume_equals_uninterrupted_run(harbour, tmp_path, length):
     assert [r.split(",")[:3] for r in straight] == [r.split(",")[:3] for r in resumed]
     header = straight[0].split(",")
     steps = [int(r.split(",")[header.index("step")]) for r in straight[1:]]
-    assert steps == ([2, 4, 6, 8] if length == "steps" else [steps[0] * k for k in (1, 2, 3, 4)])
+    assert steps == ([steps[0] * k for k in (1, 2, 3, 4)] if length == "epochs" else [2, 4, 6, 8])
 
 
 def test_loss_falls_and_model_file_records_what_made_it(harbour, tmp_path):

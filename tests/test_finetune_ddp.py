@@ -24,7 +24,7 @@ from geosam.errors import DeviceError
 from geosam.model.device import pick_device
 from geosam.pipelines.distributed import Ranks, launched
 from geosam.pipelines.finetune import finetune, resume_finetune
-from geosam.pipelines.trainer import FinetuneSettings
+from geosam.pipelines.finetune_settings import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 # lr 3e-4 (not the default): ATOL below is calibrated at this step size.
@@ -54,7 +54,7 @@ STOP_AFTER = """
 import json, sys
 from pathlib import Path
 from geosam.pipelines.finetune import finetune
-from geosam.pipelines.trainer import FinetuneSettings
+from geosam.pipelines.finetune_settings import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 scene, labels, out, settings, stop = sys.argv[1:]

@@ -7,7 +7,8 @@ from geosam.data.prompts import PromptSettings
 from geosam.data.settings import ChipSettings
 from geosam.model.decoder import decode, filled_boxes
 from geosam.model.losses import mask_iou
-from geosam.pipelines.trainer import FinetuneSettings, Trainer
+from geosam.pipelines.finetune_settings import FinetuneSettings
+from geosam.pipelines.trainer import Trainer
 from geosam.pipelines.training_data import TrainingPair, load_training_chips
 
 STEPS = 60

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from geosam.model.model_file import load_model_file
 from geosam.model.registry import ImageEncoderViT, build_sam
 from geosam.pipelines.finetune import finetune
-from geosam.pipelines.trainer import FinetuneSettings
+from geosam.pipelines.finetune_settings import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair
 
 

@@ -20,7 +20,7 @@ from conftest import write_raster
 from geosam.cli.finetune import _progress
 from geosam.cli.main import cli
 from geosam.cli.progress import ProgressBar
-from geosam.pipelines.trainer import EpochEvent
+from geosam.pipelines.finetune_settings import EpochEvent
 
 
 def _events(stderr: str) -> list[dict[str, object]]:

@@ -18,7 +18,7 @@ from geosam.io.bands import parse_bands
 from geosam.model.registry import get_spec, model_names
 from geosam.pipelines.distributed import launched
 from geosam.pipelines.finetune import finetune, resume_finetune
-from geosam.pipelines.trainer import EpochEvent, FinetuneSettings
+from geosam.pipelines.finetune_settings import EpochEvent, FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair, read_manifest
 from geosam.pipelines.validation import thresholds_text
 
@@ -109,6 +109,15 @@ from geosam.pipelines.validation import thresholds_text
     help="Do not train on flipped and rotated views of the chips (on by default).",
 )
 @click.option(
+    "--paste-ships",
+    type=click.IntRange(0, 10),
+    default=FinetuneSettings.paste_ships,
+    show_default=True,
+    help="Paste up to N annotated ships, cut from training chips of the same scene, onto "
+    "each training view where the surroundings match those they were cut from (open water). "
+    "Needs a trained encoder (tiny).",
+)
+@click.option(
     "--val-fraction",
     type=click.FloatRange(0, 0.9),
     default=0.2,
@@ -167,6 +176,7 @@ def finetune_cmd(
     lr: float,
     patience: int,
     no_augment: bool,
+    paste_ships: int,
     val_fraction: float,
     train_encoder: bool | None,
     box_jitter: float,
@@ -240,6 +250,7 @@ def finetune_cmd(
         lr=lr,
         patience=patience,
         augment=not no_augment,
+        paste_ships=paste_ships,
         val_fraction=val_fraction,
         train_encoder=train_encoder,
         device=device,

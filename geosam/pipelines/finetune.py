@@ -34,8 +34,9 @@ from geosam.pipelines.distributed import (
     launched,
     process_group,
 )
+from geosam.pipelines.finetune_settings import EpochEvent, FinetuneSettings
 from geosam.pipelines.run_report import write_curves, write_metrics
-from geosam.pipelines.trainer import EpochEvent, FinetuneSettings, Trainer
+from geosam.pipelines.trainer import Trainer
 from geosam.pipelines.training_data import TrainingPair, load_training_chips, with_scale_rule
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from geosam.pipelines.distributed import (
     gather_objects,
     sum_gradients,
 )
+from geosam.pipelines.finetune_settings import EpochEvent, FinetuneSettings
 from geosam.pipelines.training_data import TrainChip, TrainingPair
 from geosam.pipelines.training_views import MAX_SHIFT, ChipViews, View
 from geosam.pipelines.validation import DetectionTally, ValidationSums, operating_point
@@ -43,48 +44,6 @@ from geosam.pipelines.validation import DetectionTally, ValidationSums, operatin
 log = logging.getLogger(__name__)
 
 SHIP_LENGTH_MARGIN = 1.5
-
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """Hyper-parameters of a fine-tuning run (all recorded in the run's files).
-
-    Training length is counted in optimiser steps (`steps`), validated every `val_every`
-    steps; one round of `val_every` steps is what the run files call an epoch. A small
-    annotated scene has a handful of chips, so a pass over them is too short a unit to train a
-    model from scratch. `epochs`, when given, instead makes each round one pass over the
-    training chips and trains that many rounds.
-    """
-
-    model_type: str = "tiny"
-    checkpoint: str | None = None
-    steps: int = 1500
-    val_every: int = 100
-    epochs: int | None = None
-    batch_chips: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    grad_clip: float = 1.0
-    val_fraction: float = 0.2
-    patience: int = 8
-    augment: bool = True
-    train_encoder: bool | None = None
-    device: str = "auto"
-    seed: int = 0
-    cache: bool = True
-
-
-@dataclass
-class EpochEvent:
-    """Progress report after each step (`step` counts within the epoch) and epoch end."""
-
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
-    loss: float
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 class Trainer:
@@ -147,7 +106,16 @@ class Trainer:
             self.device,
         )
         self.views = VIEWS if settings.augment else 1
-        self.chip_views = ChipViews(chips, self.views, self.cache, self.ranks, self.device)
+        self.chip_views = ChipViews(
+            chips,
+            self.views,
+            self.cache,
+            self.ranks,
+            self.device,
+            # Pasted ships change pixels, which a frozen encoder's cached views cannot hold.
+            settings.paste_ships if settings.augment and self.model.train_encoder else 0,
+            self.train_idx,
+        )
         passes = max(1, math.ceil(len(self.train_idx) / settings.batch_chips))
         if settings.epochs is not None:
             self.steps_per_epoch, self.epochs = passes, settings.epochs
@@ -264,14 +232,16 @@ class Trainer:
         """A random view of the chip, its prompts, and its (N, 4) XYXY boxes in that view.
 
         With augmentation the view is one of the eight flips and quarter turns; an encoder
-        that trains also sees it shifted by up to `MAX_SHIFT` pixels (a frozen one reads
-        cached embeddings, which exist for unshifted views only).
+        that trains also sees it shifted by up to `MAX_SHIFT` pixels and, with `paste_ships`,
+        with ships of its scene pasted onto it (a frozen one reads cached embeddings, which
+        exist for unshifted views of the chips as they are).
         """
         rng = self.chip_rng(chip)
         view = View(int(rng.integers(self.views)))
         if self.views > 1 and self.model.train_encoder:
             dx, dy = (int(d) for d in rng.integers(-MAX_SHIFT, MAX_SHIFT + 1, size=2))
-            view = View(view.turn, dx, dy)
+            paste = int(rng.integers(1, 2**31)) if self.chip_views.paste_ships else 0
+            view = View(view.turn, dx, dy, paste)
         _, valid, boxes, masks = self.chip_views.view(chip, view)
         return view, sample_prompts(boxes, masks, valid, self.prompts, rng), boxes
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from geosam.data.augment import shift_chip, view_chip
+from geosam.data.copy_paste import ShipCutout, cut_ships, paste_ships
 from geosam.model.embeddings import EmbeddingCache, encode_images
 from geosam.model.shipsam import ShipSam
 from geosam.pipelines.distributed import Ranks, barrier
@@ -24,11 +25,15 @@ MAX_SHIFT = 12
 
 
 class View(NamedTuple):
-    """How a chip is seen: `turn` 0..7 (`geosam.data.augment.view_chip`), then a shift."""
+    """How a chip is seen: `turn` 0..7 (`geosam.data.augment.view_chip`), then a shift.
+
+    `paste` seeds the ships pasted onto the view (`geosam.data.copy_paste`); 0: none.
+    """
 
     turn: int
     dx: int = 0
     dy: int = 0
+    paste: int = 0
 
 
 class ChipViews:
@@ -40,6 +45,9 @@ class ChipViews:
         cache: where frozen-encoder embeddings come from.
         ranks: the process group (frozen embeddings are shared through the cache folder).
         device: where embeddings are returned.
+        paste_ships: most ships pasted onto a view whose `paste` seed is set.
+        cut_from: the chips whose ships may be pasted (the training chips: never a
+            validation chip's ship); a ship is pasted onto chips of its own scene only.
     """
 
     def __init__(
@@ -49,16 +57,31 @@ class ChipViews:
         cache: EmbeddingCache,
         ranks: Ranks,
         device: torch.device,
+        paste_ships: int = 0,
+        cut_from: list[int] | None = None,
     ) -> None:
         self.chips, self.views, self.cache = chips, views, cache
         self.ranks, self.device = ranks, device
         self._frozen: dict[tuple[int, int], torch.Tensor] | None = None
+        self.paste_ships = paste_ships
+        self.cutouts: dict[str, list[ShipCutout]] = {}
+        for i in cut_from or []:
+            if not paste_ships:
+                break
+            c = chips[i]
+            found = cut_ships((c.image, c.valid, c.boxes, c.masks))
+            self.cutouts.setdefault(c.scene, []).extend(found)
 
     def view(self, chip: int, view: View) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Chip `chip` in `view`: image (3, S, S), valid (S, S), boxes (N, 4) XYXY, masks."""
         c = self.chips[chip]
         turned = view_chip((c.image, c.valid, c.boxes, c.masks), view.turn)
-        return shift_chip(turned, view.dx, view.dy)
+        shifted = shift_chip(turned, view.dx, view.dy)
+        if not view.paste:
+            return shifted
+        rng = np.random.default_rng(view.paste)
+        count = int(rng.integers(1, self.paste_ships + 1))
+        return paste_ships(shifted, self.cutouts.get(c.scene, []), count, rng)
 
     def prepare(self, model: ShipSam) -> int | None:
         """With a frozen encoder, fetch every view's embedding once; chips encoded here.
