@@ -292,3 +292,10 @@ def test_two_sensors_get_an_operating_point_each_and_detect_picks_by_pixel_size(
         assert f"ships scoring >= {threshold:.2f}" in next(
             r.getMessage() for r in caplog.records if r.getMessage().startswith(f"{name}.tif")
         )
+
+
+def test_pasting_ships_onto_a_frozen_encoder_says_it_is_off(harbour, tmp_path, caplog):
+    settings = FinetuneSettings(**{**FAST.__dict__, "epochs": 1, "paste_ships": 2})
+    with caplog.at_level("WARNING", logger="geosam"):
+        finetune([TrainingPair(*harbour)], tmp_path / "run", settings=settings)
+    assert any("paste_ships needs" in r.getMessage() for r in caplog.records)

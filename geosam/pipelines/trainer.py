@@ -116,6 +116,11 @@ class Trainer:
             settings.paste_ships if settings.augment and self.model.train_encoder else 0,
             self.train_idx,
         )
+        if settings.paste_ships and not self.chip_views.paste_ships:
+            log.warning("paste_ships needs augmentation and an encoder that trains (tiny): off")
+        elif settings.paste_ships:
+            cut = sum(len(found) for found in self.chip_views.cutouts.values())
+            log.info("pasting up to %d ships per view, from %d cut out", settings.paste_ships, cut)
         passes = max(1, math.ceil(len(self.train_idx) / settings.batch_chips))
         if settings.epochs is not None:
             self.steps_per_epoch, self.epochs = passes, settings.epochs

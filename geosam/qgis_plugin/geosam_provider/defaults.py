@@ -30,6 +30,7 @@ CLI_DEFAULTS: dict[str, dict[str, object]] = {
         "patience": 8,
         "val_fraction": 0.2,
         "box_jitter": 0.1,
+        "paste_ships": 0,
         "device": "auto",
         "seed": 0,
         "overlap": None,

@@ -108,6 +108,15 @@ class Finetune(GeosamAlgorithm):
             )
         )
         self.advanced(
+            QgsProcessingParameterNumber(
+                "PASTE_SHIPS",
+                self.tr("Paste up to this many ships of the scene onto matching water per view"),
+                defaultValue=DEFAULTS["paste_ships"],
+                minValue=0,
+                maxValue=10,
+            )
+        )
+        self.advanced(
             self._double(
                 "VAL_FRACTION", "Share of ships held out", DEFAULTS["val_fraction"], 0.0, 0.9
             )
@@ -243,6 +252,9 @@ class Finetune(GeosamAlgorithm):
         args += [[], ["--train-encoder"], ["--freeze-encoder"]][encoder]
         if not self.parameterAsBool(parameters, "AUGMENT", context):
             args.append("--no-augment")
+        paste = self.parameterAsInt(parameters, "PASTE_SHIPS", context)
+        if paste:  # only when asked: an older geosam has no such option
+            args += ["--paste-ships", str(paste)]
         if not self.parameterAsBool(parameters, "CACHE", context):
             args.append("--no-cache")
         if self.parameterAsBool(parameters, "OVERWRITE", context):
