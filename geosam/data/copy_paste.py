@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geosam.data.augment import ChipArrays, view_array
+from geosam.geometry.pixels import mask_to_box
 
 CANDIDATE_POSITIONS = 24
 """Random positions tried per pasted ship; the one with the closest surroundings wins."""
@@ -129,7 +130,7 @@ def paste_ships(
     size = image.shape[-1]
     free = valid & ~np.asarray(masks.any(axis=0))
     new_image = image
-    new_boxes: list[list[float]] = []
+    new_boxes: list[NDArray[np.float32]] = []
     new_masks: list[NDArray[np.bool_]] = []
     for _ in range(count):
         cutout = turned(cutouts[int(rng.integers(len(cutouts)))], int(rng.integers(8)))
@@ -154,12 +155,11 @@ def paste_ships(
         window[:, cutout.ship] = cutout.pixels[:, cutout.ship]
         mask = np.zeros(valid.shape, dtype=bool)
         mask[r : r + h, c : c + w] = cutout.ship
-        rows, cols = np.nonzero(cutout.ship)
-        new_boxes.append([c + cols.min(), r + rows.min(), c + cols.max() + 1, r + rows.max() + 1])
+        new_boxes.append(mask_to_box(mask))
         new_masks.append(mask)
         free[r : r + h, c : c + w] = False
     if not new_masks:
         return chip
-    all_boxes = np.concatenate([boxes, np.asarray(new_boxes, dtype=np.float32)]).astype(np.float32)
+    all_boxes = np.concatenate([boxes, np.stack(new_boxes)]).astype(np.float32)
     all_masks = np.concatenate([masks, np.stack(new_masks)])
     return new_image, valid, all_boxes.reshape(-1, 4), all_masks
