@@ -86,6 +86,15 @@ from geosam.pipelines.validation import thresholds_text
     help="Instead of --steps: this many passes over the training chips, validating after each.",
 )
 @click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Time budget for training and validation. After each round the rounds still "
+    "affordable are judged from the rounds so far, and the run (with its learning-rate "
+    "schedule) is shortened to fit; it never trains more than --steps. The step count then "
+    "depends on the machine's speed. Default: no budget.",
+)
+@click.option(
     "--batch",
     "batch_chips",
     type=click.IntRange(min=1),
@@ -172,6 +181,7 @@ def finetune_cmd(
     steps: int,
     val_every: int,
     epochs: int | None,
+    minutes: float | None,
     batch_chips: int,
     lr: float,
     patience: int,
@@ -205,6 +215,7 @@ def finetune_cmd(
       geosam finetune scene.tif ships.gpkg --out run/
       geosam finetune scene.tif ships.gpkg --layer harbour --model-type vit_b --out run/
       geosam finetune --manifest scenes.csv --out run/ --steps 3000 --seed 1
+      geosam finetune scene.tif ships.gpkg --out run/ --minutes 20
       geosam finetune --resume run/
       torchrun --standalone --nproc-per-node 8 -m geosam finetune scene.tif ships.gpkg --out run/
     """
@@ -246,6 +257,7 @@ def finetune_cmd(
         steps=steps,
         val_every=val_every,
         epochs=epochs,
+        minutes=minutes,
         batch_chips=batch_chips,
         lr=lr,
         patience=patience,

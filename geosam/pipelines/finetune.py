@@ -31,11 +31,13 @@ from geosam.model.model_file import save_model_file
 from geosam.model.registry import get_spec
 from geosam.pipelines.distributed import (
     barrier,
+    broadcast_from_main,
     launched,
     process_group,
 )
 from geosam.pipelines.finetune_settings import EpochEvent, FinetuneSettings
 from geosam.pipelines.run_report import write_curves, write_metrics
+from geosam.pipelines.time_budget import rounds_within
 from geosam.pipelines.trainer import Trainer
 from geosam.pipelines.training_data import TrainingPair, load_training_chips, with_scale_rule
 
@@ -100,7 +102,8 @@ def resume_finetune(
     With `steps` (or `epochs`, for a run counted in epochs) the run trains on to that new
     total, as trainers do when their limit is raised: the learning-rate schedule is stretched
     to the new total (so the figures differ from a run started with it), and a run that
-    stopped early trains on. Without them, the resumed run equals an uninterrupted one.
+    stopped early trains on, with no time budget. Without them, the resumed run equals an
+    uninterrupted one.
     """
     out = Path(run_dir)
     path = out / "last.pt"
@@ -151,14 +154,14 @@ def _longer(
                 f"{out}: has trained {epochs_done} epochs already; give --epochs above "
                 f"{epochs_done} to train longer"
             )
-        return replace(settings, epochs=epochs)
+        return replace(settings, epochs=epochs, minutes=None)
     assert steps is not None
     if steps <= steps_done:
         raise ResumeError(
             f"{out}: has trained {steps_done} steps already; give --steps above {steps_done} "
             "to train longer"
         )
-    return replace(settings, steps=steps)
+    return replace(settings, steps=steps, minutes=None)
 
 
 @contextlib.contextmanager
@@ -258,6 +261,8 @@ def _train(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dic
                     )
             else:
                 trainer.stale_epochs += 1
+            if settings.minutes is not None:
+                _fit_to_budget(trainer, settings.minutes)
             if main:
                 _save_resume(trainer)
                 write_metrics(out / "metrics.csv", trainer.history)
@@ -274,6 +279,8 @@ def _train(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dic
                 )
         if trainer.stale_epochs >= settings.patience:
             log.info("early stop: validation IoU did not improve for %d epochs", settings.patience)
+        elif trainer.fitted_rounds is not None:
+            log.info("stopped at the time budget after %d steps", trainer.global_step)
         if main:
             write_curves(out / "curves.png", trainer.history)
             marker.unlink(missing_ok=True)
@@ -287,6 +294,27 @@ def _train(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dic
             "train_chips": len(trainer.train_idx),
             "val_chips": len(trainer.val_idx),
         }
+
+
+def _fit_to_budget(trainer: Trainer, minutes: float) -> None:
+    """Shorten the run to the rounds its time budget still allows (the same on every rank)."""
+    spent = [float(row["seconds"]) for row in trainer.history]
+    rounds = rounds_within(minutes * 60, spent, trainer.epochs)
+    if trainer.ranks.distributed:  # each rank timed itself: all follow rank 0, stop together
+        decided = torch.tensor([rounds], dtype=torch.int64, device=trainer.device)
+        broadcast_from_main([decided])
+        rounds = int(decided)
+    if rounds < trainer.epochs:
+        log.info(
+            "time budget of %g min: %.0f s per round so far, so %d rounds (%d steps) instead "
+            "of %d",
+            minutes,
+            sum(spent) / len(spent),
+            rounds,
+            min(trainer.total_steps, rounds * trainer.steps_per_epoch),
+            trainer.epochs,
+        )
+        trainer.shorten_to(rounds)
 
 
 def _save_resume(trainer: Trainer) -> None:

@@ -17,7 +17,10 @@ class FinetuneSettings:
     steps; one round of `val_every` steps is what the run files call an epoch. A small
     annotated scene has a handful of chips, so a pass over them is too short a unit to train a
     model from scratch. `epochs`, when given, instead makes each round one pass over the
-    training chips and trains that many rounds.
+    training chips and trains that many rounds. `minutes`, when given, caps the time of the
+    training and validation rounds: the number of rounds (and the learning-rate schedule) is
+    fitted to what the machine manages (`geosam.pipelines.time_budget`), so the step count then
+    depends on the machine's speed.
     """
 
     model_type: str = "tiny"
@@ -25,6 +28,7 @@ class FinetuneSettings:
     steps: int = 1500
     val_every: int = 100
     epochs: int | None = None
+    minutes: float | None = None
     batch_chips: int = 4
     lr: float = 1e-3
     weight_decay: float = 0.01

@@ -130,6 +130,7 @@ class Trainer:
         total = self.total_steps = (
             passes * settings.epochs if settings.epochs is not None else settings.steps
         )
+        self.fitted_rounds: int | None = None  # rounds left after a time budget shortened them
         self.global_step = 0
         self.optimizer = torch.optim.AdamW(
             self.model.trainable_parameters(), lr=settings.lr, weight_decay=settings.weight_decay
@@ -139,7 +140,9 @@ class Trainer:
         def schedule(step: int) -> float:
             if step < warm:
                 return (step + 1) / warm
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+            # Read at each step: a time budget may shorten the run (`shorten_to`).
+            span = max(1, self.total_steps - warm)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / span)))
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.epoch = 0
@@ -319,6 +322,11 @@ class Trainer:
             )
         return sums.metrics()
 
+    def shorten_to(self, rounds: int) -> None:
+        """Train `rounds` rounds in all instead of `epochs`; the schedule ends with them."""
+        self.fitted_rounds = self.epochs = rounds
+        self.total_steps = min(self.total_steps, rounds * self.steps_per_epoch)
+
     # --- state ------------------------------------------------------------------------------
     def resume_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly after the current epoch.
@@ -334,6 +342,7 @@ class Trainer:
             "history": self.history,
             "best_score": self.best_score,
             "stale_epochs": self.stale_epochs,
+            "fitted_rounds": self.fitted_rounds,
             "rng_shuffle": self.shuffle.get_state(),
             "rng_torch": torch.get_rng_state(),
             "rng_python": random.getstate(),
@@ -349,6 +358,9 @@ class Trainer:
         self.history = list(state["history"])
         self.best_score = float(state.get("best_score", state.get("best_iou", -1.0)))
         self.stale_epochs = int(state["stale_epochs"])
+        fitted = state.get("fitted_rounds")
+        if fitted is not None and self.settings.minutes is not None:
+            self.shorten_to(int(fitted))
         self.shuffle.set_state(state["rng_shuffle"])
         torch.set_rng_state(state["rng_torch"])
         random.setstate(state["rng_python"])
