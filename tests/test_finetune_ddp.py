@@ -197,6 +197,18 @@ def test_resume_under_two_processes(scene, two_ranks, tmp_path):
     assert_trained_alike(weights(elsewhere), uninterrupted)
 
 
+@needs_gloo
+def test_a_time_budget_stops_every_rank_together(scene, two_ranks, tmp_path):
+    """Each rank times itself; all follow rank 0's decision, so none waits for another."""
+    root, _ = two_ranks
+    args = ["-m", "geosam", "finetune", str(scene[0]), str(scene[1]), "--out", "run"]
+    torchrun([*args, *CLI_SETTINGS, "--minutes", "0.0001"], root / "home", tmp_path)
+    run = tmp_path / "run"
+    assert len(rows(run)) == 1  # a round takes longer than 6 ms: the budget ends the run there
+    assert "stopped at the time budget" in (run / "finetune.log").read_text()
+    assert set(os.listdir(run)) == RUN_FILES
+
+
 def test_ranks_come_from_torchrun_environment(monkeypatch):
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)

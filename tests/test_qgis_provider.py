@@ -213,6 +213,9 @@ SCENARIO = textwrap.dedent(
         def pushInfo(self, text):
             self.log.append(text)
 
+        def pushCommandInfo(self, text):
+            self.log.append("COMMAND " + text)
+
         def reportError(self, text, fatalError=False):
             self.log.append("ERROR " + text)
 
@@ -292,7 +295,7 @@ SCENARIO = textwrap.dedent(
         facts["batch"].append({"ok": ok, "chips": len(list(folder.glob("chips/*.tif")))})
 
     facts["finetune"] = run("geosam:finetune", {
-        "SCENE": scene, "SHIPS": labels, "STEPS": 4, "VAL_EVERY": 2, "BATCH": 2,
+        "SCENE": scene, "SHIPS": labels, "STEPS": 4, "VAL_EVERY": 2, "BATCH": 2, "MINUTES": 60,
         "OUTPUT": str(work / "run")})
     if facts["finetune"]["results"]:  # QGIS removes its temporary folder on exit
         facts["finetune"]["report"] = Path(facts["finetune"]["results"]["REPORT"]).read_text()
@@ -488,6 +491,8 @@ def test_finetune_reports_the_best_validation_and_the_curves(scenario: dict[str,
     assert sum(line.startswith("round ") for line in finetune["log"]) == 2  # each validation
     assert results["REPORT"].endswith(".html") and "curves.png" in finetune["report"]
     assert finetune["percents"][-1] == 100
+    # The time budget reaches the command (60 minutes: it does not bind on four steps).
+    assert any(line.startswith("COMMAND ") and "--minutes 60" in line for line in finetune["log"])
 
 
 def test_detect_ships_loads_a_styled_layer_mask_and_preview(scenario: dict[str, Any]) -> None:

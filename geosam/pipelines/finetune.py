@@ -306,8 +306,7 @@ def _fit_to_budget(trainer: Trainer, minutes: float) -> None:
         rounds = int(decided)
     if rounds < trainer.epochs:
         log.info(
-            "time budget of %g min: %.0f s per round so far, so %d rounds (%d steps) instead "
-            "of %d",
+            "time budget of %g min: %.0f s per round so far, so %d rounds (%d steps) instead of %d",
             minutes,
             sum(spent) / len(spent),
             rounds,

@@ -130,7 +130,7 @@ class Trainer:
         total = self.total_steps = (
             passes * settings.epochs if settings.epochs is not None else settings.steps
         )
-        self.fitted_rounds: int | None = None  # rounds left after a time budget shortened them
+        self.fitted_rounds: int | None = None  # rounds in all, once a time budget shortened them
         self.global_step = 0
         self.optimizer = torch.optim.AdamW(
             self.model.trainable_parameters(), lr=settings.lr, weight_decay=settings.weight_decay

@@ -85,6 +85,14 @@ class Finetune(GeosamAlgorithm):
                     name, self.tr(label), defaultValue=DEFAULTS[key], minValue=1
                 )
             )
+        minutes = QgsProcessingParameterNumber(
+            "MINUTES",
+            self.tr("Time budget in minutes (the run is shortened to fit; empty: none)"),
+            QgsProcessingParameterNumber.Double,
+            optional=True,
+            minValue=0.1,
+        )
+        self.addParameter(minutes)
         self.advanced(
             QgsProcessingParameterNumber(
                 "EPOCHS",
@@ -236,6 +244,9 @@ class Finetune(GeosamAlgorithm):
             args += ["--epochs", epochs]
         else:
             args += ["--steps", str(self.parameterAsInt(parameters, "STEPS", context))]
+        minutes = self.optional_number(parameters, "MINUTES", context)
+        if minutes is not None:  # only when given: an older geosam has no such option
+            args += ["--minutes", minutes]
         overlap = self.optional_number(parameters, "OVERLAP", context, integer=True)
         if overlap is not None:
             args += ["--overlap", overlap]
