@@ -70,7 +70,8 @@ from geosam.pipelines.validation import thresholds_text
     default=FinetuneSettings.steps,
     show_default=True,
     help="Optimiser steps in all (early stopping may end sooner). The default trains the "
-    "from-scratch tiny model to the accuracy bench/accuracy.py measures (16-35 min on 2 cores).",
+    "from-scratch tiny model to the accuracy bench/accuracy.py measures (13-30 min on 2 cores; "
+    "--minutes caps the time instead).",
 )
 @click.option(
     "--val-every",
