@@ -305,15 +305,16 @@ def _fit_to_budget(trainer: Trainer, minutes: float) -> None:
         broadcast_from_main([decided])
         rounds = int(decided)
     if rounds < trainer.epochs:
+        planned = trainer.epochs
+        trainer.shorten_to(rounds)
         log.info(
             "time budget of %g min: %.0f s per round so far, so %d rounds (%d steps) instead of %d",
             minutes,
             sum(spent) / len(spent),
             rounds,
-            min(trainer.total_steps, rounds * trainer.steps_per_epoch),
-            trainer.epochs,
+            trainer.total_steps,
+            planned,
         )
-        trainer.shorten_to(rounds)
 
 
 def _save_resume(trainer: Trainer) -> None:
