@@ -67,7 +67,7 @@ def in_child(function: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def measured_process(cmd: list[str], cwd: Path | None = None) -> dict[str, float]:
-    """Wall seconds and peak RSS (MiB) of one whole process, start-up and imports included.
+    """Wall and CPU seconds and peak RSS (MiB) of one whole process, start-up included.
 
     `os.wait4` gives the resource usage of that child alone, where RUSAGE_CHILDREN would give
     the largest of all children so far.
@@ -82,7 +82,11 @@ def measured_process(cmd: list[str], cwd: Path | None = None) -> dict[str, float
     if proc.returncode != 0:
         sys.stderr.write(errors.decode(errors="replace"))
         raise RuntimeError(f"{cmd[:4]} failed (exit {proc.returncode})")
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+    return {
+        "seconds": seconds,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+    }
 
 
 @dataclass(frozen=True)

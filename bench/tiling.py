@@ -10,12 +10,15 @@ Two comparisons, each of the same chip windows (geosam's grid, 1024 px chips, ov
   against a bare loop reading the same windows, on an uncompressed scene, so that geosam's
   per-chip work is not hidden behind decompression. Fastest of three alternating runs.
 
-Also reported: the stretch estimate's cost on its own, the chip codecs' write times, and the
-read time per chip at `tiny`'s chip size, which is what `detect` reads.
+Also reported: the stretch estimate's cost on its own, the chip codecs' write times, the
+read time per chip at `tiny`'s chip size, which is what `detect` reads, and under each ratio
+its floor (`essential_work`): the CPU time of the work any tiler must do, over the cores.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
 import statistics
 import sys
@@ -97,6 +100,58 @@ def tile_in_process(path: str, codec: str) -> dict[str, Any]:
     return {"seconds": t["seconds"], "chips": summary.chips_written, "mib": size / 2**20}
 
 
+def essential_work(path: str, write: bool, sample_every: int = 8) -> dict[str, Any]:
+    """CPU seconds of the work every tiler of this scene must do, measured piece by piece.
+
+    Decoding every chip window (one plain rasterio read each, as the bare loop does), the
+    stretch of 16-bit pixels to 8 bits (geosam's lookup table, numpy's cheapest gather), and,
+    with `write`, writing each chip as a DEFLATE GeoTIFF at the fastest level (every
+    `sample_every`-th chip, scaled to all). Divided by the cores, the sum is a floor under the
+    wall time of any implementation that does the same work, however well it overlaps.
+    Decoding is the first pass's (the second finds the blocks in GDAL's cache); the stretch and
+    the writes are the lesser of two passes (the first pass in a process pays for fresh pages).
+    """
+    from geosam.geometry.grid import chip_grid
+    from geosam.io.chipfile import write_chip
+    from geosam.io.reader import SceneReader
+
+    with SceneReader(path) as reader:
+        stretch = reader.stretch
+    passes = []
+    folder = Path(tempfile.mkdtemp(prefix="geosam-bench-floor-"))
+    try:
+        with rasterio.open(path) as src:
+            chips = chip_grid(src.width, src.height, src.transform, SIZE, OVERLAP)
+            for _ in range(2):
+                seconds = {"decode": 0.0, "stretch": 0.0, "write": 0.0}
+                for k, chip in enumerate(chips):
+                    start = time.process_time()
+                    pixels = src.read(window=chip.read_window)
+                    seconds["decode"] += time.process_time() - start
+                    start = time.process_time()
+                    image = stretch.apply(pixels) if stretch is not None else pixels
+                    seconds["stretch"] += time.process_time() - start
+                    if write and k % sample_every == 0:
+                        out = folder / f"{k}.tif"
+                        start = time.process_time()
+                        write_chip(out, image, src.window_transform(chip.read_window), src.crs)
+                        seconds["write"] += time.process_time() - start
+                        out.unlink()
+                passes.append(seconds)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    least = {name: min(p[name] for p in passes) for name in passes[0]}
+    least["decode"] = passes[0]["decode"]
+    least["write"] *= len(chips) / math.ceil(len(chips) / sample_every)
+    return {**least, "chips": len(chips), "cores": len(os.sched_getaffinity(0))}
+
+
+def floor_ratio(work: dict[str, Any], baseline_seconds: float) -> float:
+    """The least wall time `work` can take on its cores, as a multiple of the baseline's."""
+    cpu = work["decode"] + work["stretch"] + work["write"]
+    return float(cpu / work["cores"] / baseline_seconds)
+
+
 def tile_command(path: Path, out: Path) -> list[str]:
     """`geosam tile` as a user runs it, with the benchmark's chip grid."""
     grid = ["--size", str(SIZE), "--overlap", str(OVERLAP)]
@@ -104,8 +159,8 @@ def tile_command(path: Path, out: Path) -> list[str]:
 
 
 def whole_commands(path: Path, runs: int = 3) -> dict[str, dict[str, float]]:
-    """Median wall time and peak RSS of `geosam tile` (DEFLATE chips, the default, and ZSTD)
-    and of the read-and-write loop, run alternately."""
+    """Median wall time, peak RSS and CPU time of `geosam tile` (DEFLATE chips, the default,
+    and ZSTD) and of the read-and-write loop, run alternately."""
     work = Path(tempfile.mkdtemp(prefix="geosam-bench-cmd-"))
     commands = {
         "loop": lambda out: [
@@ -133,6 +188,7 @@ def whole_commands(path: Path, runs: int = 3) -> dict[str, dict[str, float]]:
         name: {
             "seconds": statistics.median(r["seconds"] for r in rows),
             "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in rows),
+            "cpu_seconds": statistics.median(r["cpu_seconds"] for r in rows),
         }
         for name, rows in timings.items()
     }
@@ -159,19 +215,30 @@ def run(quick: bool) -> Outcome:
         figures.append(
             f"{size}x{size} {dtype} DEFLATE scene: read-and-write loop {loop['seconds']:.1f} s "
             f"({loop['peak_rss_mib']:.0f} MiB); geosam tile {tile['seconds']:.1f} s "
-            f"({tile['peak_rss_mib']:.0f} MiB, {tile['seconds'] / loop['seconds']:.2f}x); "
-            f"with --compress zstd {zstd['seconds']:.1f} s "
+            f"({tile['peak_rss_mib']:.0f} MiB, {tile['seconds'] / loop['seconds']:.2f}x, "
+            f"{tile['cpu_seconds']:.1f} s of CPU); with --compress zstd {zstd['seconds']:.1f} s "
             f"({zstd['seconds'] / loop['seconds']:.2f}x)"
         )
+        if size == big:
+            work = in_child("tiling:essential_work", path=str(scene), write=True)
+            figures.append(
+                f"  floor for any tiler writing DEFLATE chips there: "
+                f"{floor_ratio(work, loop['seconds']):.2f}x the loop on {work['cores']} cores "
+                f"(CPU: decoding {work['decode']:.1f} s, stretch {work['stretch']:.1f} s, "
+                f"chip files {work['write']:.1f} s)"
+            )
     reads = {}
     for dtype in ("uint16", "uint8"):
         path = str(synthetic_scene(big, dtype))
         bare, read = reads[dtype] = fastest_reads(path)
+        work = in_child("tiling:essential_work", path=path, write=False)
         figures.append(
             f"reading {big}x{big} {dtype} uncompressed ({bare['chips']} chips): bare loop "
             f"{bare['seconds']:.2f} s, geosam {read['seconds']:.2f} s "
             f"({read['seconds'] / bare['seconds']:.2f}x; opening with the stretch estimate "
-            f"{read['open_seconds']:.2f} s)"
+            f"{read['open_seconds']:.2f} s); floor with the stretch "
+            f"{floor_ratio(work, bare['seconds']):.2f}x on {work['cores']} cores (CPU: reads "
+            f"{work['decode']:.2f} s, stretch {work['stretch']:.2f} s)"
         )
     path = str(synthetic_scene(big, "uint16"))
     bare, read = fastest_reads(path, size=DETECT_SIZE, overlap=DETECT_OVERLAP)
