@@ -7,7 +7,8 @@ import sys
 import pytest
 from conftest import EXAMPLES
 
-STEPS = 120
+# Unseen-harbour F1 0.56 against the untrained model's 0.00 (0.71 at 120 steps, 45 s more).
+STEPS = 90
 
 
 @pytest.fixture(scope="module")
