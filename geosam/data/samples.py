@@ -53,7 +53,7 @@ class ChipSample:
     @property
     def valid_fraction(self) -> float:
         """Share of chip pixels holding scene data."""
-        return float(self.valid.mean())
+        return np.count_nonzero(self.valid) / self.valid.size
 
 
 class SceneChips:

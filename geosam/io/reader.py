@@ -88,7 +88,7 @@ class ChipImage:
     @property
     def valid_fraction(self) -> float:
         """Share of the chip's pixels that hold scene data (padding and nodata excluded)."""
-        return float(self.valid.mean())
+        return np.count_nonzero(self.valid) / self.valid.size
 
 
 class SceneReader:
@@ -249,7 +249,11 @@ class SceneReader:
     ) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
         """(3, h, w) scene values to uint8 model pixels (nodata 0) and their valid mask."""
         valid = self._valid_mask(pixels)
-        image = self.stretch.apply(pixels) if self.stretch is not None else pixels.astype(np.uint8)
+        image = (
+            self.stretch.apply(pixels)
+            if self.stretch is not None
+            else pixels.astype(np.uint8, copy=False)  # a fresh read: ours to change
+        )
         if not valid.all():
             image[:, ~valid] = 0
         return image, valid
