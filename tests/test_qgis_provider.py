@@ -9,6 +9,7 @@ QGIS or ../shared is absent.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -25,6 +26,7 @@ from typing import Any
 import click
 import geopandas as gpd
 import pytest
+import rasterio
 from click.testing import CliRunner
 from conftest import SHIPS_DEV, shared_path
 
@@ -282,6 +284,23 @@ SCENARIO = textwrap.dedent(
     facts["tile"]["project"] = project_layers()
     facts["tile"]["styles"] = {
         n: styles(f"{work / 'chips' / 'index.gpkg'}|layername={n}") for n in ("chips", "ships")}
+    # The chip files themselves, as QGIS's own raster provider reads them (its GDAL, not ours).
+    import hashlib
+    facts["chip_files"] = {}
+    for path in sorted((work / "chips" / "chips").glob("*.tif")):
+        raster = QgsRasterLayer(str(path), path.stem)
+        box = raster.extent()
+        provider = raster.dataProvider()
+        digests = []
+        for band in range(1, raster.bandCount() + 1):
+            block = provider.block(band, box, raster.width(), raster.height())
+            digests.append(hashlib.sha256(bytes(block.data())).hexdigest())  # data() borrows
+        facts["chip_files"][path.name] = {
+            "valid": raster.isValid(), "crs": raster.crs().authid(),
+            "size": [raster.width(), raster.height(), raster.bandCount()],
+            "extent": [box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()],
+            "sha256": digests,
+        }
 
     # Batch mode: the batch dialog runs one instance of the algorithm row after row through
     # processing.gui.AlgorithmExecutor.execute, each row with its own parameters.
@@ -471,6 +490,22 @@ def test_tile_scene_loads_its_index_layers_styled(scenario: dict[str, Any]) -> N
         assert layer["valid"] and layer["crs"] == "EPSG:3857" and layer["count"] > 0, name
         styles = tile["styles"][name]
         assert layer["color"] == styles["default"] != styles["plain"], (name, styles)
+
+
+def test_qgis_reads_every_chip_file_pixel_for_pixel(scenario: dict[str, Any]) -> None:
+    """The chips' layout (small DEFLATE tiles with a predictor) is one QGIS 3.22 decodes."""
+    seen = scenario["chip_files"]
+    chips = sorted((scenario["work"] / "chips" / "chips").glob("*.tif"))
+    assert len(chips) == len(seen) == 6
+    for path in chips:
+        got = seen[path.name]
+        with rasterio.open(path) as src:
+            pixels = src.read()
+            bounds, crs = list(src.bounds), src.crs.to_string()
+        assert got["valid"] and got["crs"] == crs == "EPSG:3857", path.name
+        assert got["size"] == [pixels.shape[2], pixels.shape[1], pixels.shape[0]]
+        assert got["extent"] == pytest.approx(bounds, abs=1e-6)
+        assert got["sha256"] == [hashlib.sha256(band.tobytes()).hexdigest() for band in pixels]
 
 
 def test_batch_mode_runs_one_instance_row_after_row(scenario: dict[str, Any]) -> None:
