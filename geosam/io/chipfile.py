@@ -27,8 +27,8 @@ DEFAULT_CODEC = "deflate"
 CHIP_BLOCK = 64
 """Chip files are tiled in 64 px blocks (12 KB of RGB pixels). libdeflate compresses blocks
 that small about twice as fast per byte as 256 px ones (196 KB), and the files grow by about
-2 % on real aerial imagery; on the tiling benchmark's scene the chip writes took 30 % less CPU
-(bench/RESULTS.md, section 1, thirteenth session)."""
+2 % on the real dev scenes; on the tiling benchmark's scene the chip files took a quarter less
+CPU (bench/RESULTS.md, section 1, thirteenth session)."""
 
 
 def write_chip(
