@@ -92,6 +92,25 @@ def test_chips_are_georeferenced_scene_windows(make_scene, tmp_path):
     assert not (out / "labels").exists() and "ships" not in pyogrio.list_layers(out / "index.gpkg")
 
 
+@pytest.mark.parametrize("size", [40, 100, 200])
+def test_chip_files_hold_the_scene_window_whatever_their_block_layout(make_scene, tmp_path, size):
+    """Chips under one block (strips), and chips whose last blocks run past their edge."""
+    scene = make_scene(width=300, height=200)
+    out = tmp_path / "out"
+    ok(tile(scene, out, "--size", size, "--overlap", size // 8))
+    chips = gpd.read_file(out / "index.gpkg", layer="chips")
+    with rasterio.open(scene) as src:
+        whole = src.read()
+    for row in chips.itertuples():
+        with rasterio.open(out / "chips" / f"{row.chip_id}.tif") as chip:
+            pixels = chip.read()
+        assert pixels.shape == (3, size, size)
+        rows, cols = size - row.pad_bottom, size - row.pad_right
+        window = whole[:, row.row_off : row.row_off + rows, row.col_off : row.col_off + cols]
+        np.testing.assert_array_equal(pixels[:, :rows, :cols], window)
+        assert not pixels[:, rows:].any() and not pixels[:, :, cols:].any()
+
+
 def test_scene_smaller_than_a_chip_gives_one_padded_chip(make_scene, tmp_path):
     scene = make_scene(width=50, height=40)
     out = tmp_path / "out"
