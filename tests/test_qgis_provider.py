@@ -173,7 +173,7 @@ def _qgis_env(tmp: Path) -> dict[str, str]:
 
 SCENARIO = textwrap.dedent(
     r"""
-    import json, os, sys, time
+    import hashlib, json, os, sys, time
     from pathlib import Path
     from qgis.core import (
         QgsApplication, QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry,
@@ -285,7 +285,6 @@ SCENARIO = textwrap.dedent(
     facts["tile"]["styles"] = {
         n: styles(f"{work / 'chips' / 'index.gpkg'}|layername={n}") for n in ("chips", "ships")}
     # The chip files themselves, as QGIS's own raster provider reads them (its GDAL, not ours).
-    import hashlib
     facts["chip_files"] = {}
     for path in sorted((work / "chips" / "chips").glob("*.tif")):
         raster = QgsRasterLayer(str(path), path.stem)
