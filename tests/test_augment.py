@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from geosam.data.augment import VIEWS, shift_chip, view_array, view_boxes, view_chip
+from geosam.data.augment import (
+    VIEWS,
+    jitter_colours,
+    shift_chip,
+    view_array,
+    view_boxes,
+    view_chip,
+)
 from geosam.geometry.masks import crop_masks
 from geosam.model.prompter import encode_targets
 
@@ -96,3 +103,19 @@ def test_a_shifted_chip_keeps_boxes_on_masks_and_marks_the_uncovered_band(dx, dy
     assert np.array_equal(moved_image[:, 20, 20], image[:, 20 - dy, 20 - dx])
     band = (slice(0, dy), slice(None)) if dy > 0 else (slice(SIZE + dy, SIZE), slice(None))
     assert not moved_valid[band].any() and not moved_image[(slice(None), *band)].any()
+
+
+def test_colour_jitter_changes_pixels_only_and_keeps_nodata_black():
+    image, valid, _, _ = _chip()
+    image[:, ~valid] = 0
+    seen = [jitter_colours(image, valid, np.random.default_rng(seed)) for seed in (1, 2, 2)]
+    assert np.array_equal(seen[1], seen[2])  # a seed gives one view
+    assert not np.array_equal(seen[0], seen[1])
+    for out in seen:
+        assert out.dtype == np.uint8 and out.shape == image.shape
+        assert not out[:, ~valid].any()
+        # A jitter is monotonic per band: brighter pixels of a band stay brighter or equal.
+        for band in range(3):
+            order = np.argsort(image[band][valid], kind="stable")
+            assert np.all(np.diff(out[band][valid][order].astype(int)) >= 0)
+        assert np.abs(out[:, valid].astype(int) - image[:, valid]).mean() > 1

@@ -54,8 +54,9 @@ def test_seed_makes_runs_identical(harbour, tmp_path):
 RESUMABLE = {
     "epochs": FinetuneSettings(**{**FAST.__dict__, "epochs": 4}),
     "steps": FinetuneSettings(**{**FAST.__dict__, "epochs": None, "steps": 8, "val_every": 2}),
-    # An encoder that trains, with ships pasted onto its views: the pastes resume exactly too.
-    "steps, pasted ships": FinetuneSettings(
+    # An encoder that trains, with ships pasted onto its views in jittered colours: the
+    # pastes and the colours resume exactly too.
+    "steps, pasted ships, colours": FinetuneSettings(
         **{
             **FAST.__dict__,
             "epochs": None,
@@ -63,6 +64,7 @@ RESUMABLE = {
             "val_every": 2,
             "train_encoder": True,
             "paste_ships": 3,
+            "colour_jitter": True,
         }
     ),
 }
@@ -299,3 +301,23 @@ def test_pasting_ships_onto_a_frozen_encoder_says_it_is_off(harbour, tmp_path, c
     with caplog.at_level("WARNING", logger="geosam"):
         finetune([TrainingPair(*harbour)], tmp_path / "run", settings=settings)
     assert any("paste_ships needs" in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_recorded_before_colour_jitter_existed_resumes_without_it(harbour, tmp_path):
+    pair = TrainingPair(*harbour)
+    base = {**RESUMABLE["steps, pasted ships, colours"].__dict__, "paste_ships": 0}
+    plain = FinetuneSettings(**{**base, "colour_jitter": False})
+    finetune([pair], tmp_path / "straight", settings=plain)
+
+    def interrupt_after_two(event):
+        if event.metrics and event.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune([pair], tmp_path / "old", settings=plain, report=interrupt_after_two)
+    last = tmp_path / "old" / "last.pt"
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    del state["config"]["finetune_settings"]["colour_jitter"]  # as an older geosam wrote it
+    torch.save(state, last)
+    resume_finetune(tmp_path / "old")
+    assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "old"))

@@ -128,6 +128,14 @@ from geosam.pipelines.validation import thresholds_text
     "Needs a trained encoder (tiny).",
 )
 @click.option(
+    "--colour-jitter/--no-colour-jitter",
+    default=FinetuneSettings.colour_jitter,
+    show_default=True,
+    help="Also show each training view with a random contrast, brightness and tint "
+    "(within x1/1.2..1.2), as another stretch or scene would show the same ships. Needs a "
+    "trained encoder (tiny).",
+)
+@click.option(
     "--val-fraction",
     type=click.FloatRange(0, 0.9),
     default=0.2,
@@ -188,6 +196,7 @@ def finetune_cmd(
     patience: int,
     no_augment: bool,
     paste_ships: int,
+    colour_jitter: bool,
     val_fraction: float,
     train_encoder: bool | None,
     box_jitter: float,
@@ -264,6 +273,7 @@ def finetune_cmd(
         patience=patience,
         augment=not no_augment,
         paste_ships=paste_ships,
+        colour_jitter=colour_jitter,
         val_fraction=val_fraction,
         train_encoder=train_encoder,
         device=device,

@@ -5,7 +5,9 @@ Ships have no up or down in an overhead scene, so each of the eight symmetries o
 applied to the chip, its valid-pixel mask, its ship masks and its boxes together, so a box
 still bounds its mask in every view. With a frozen encoder each view's embedding is computed
 once and cached, like any other chip. An encoder that trains also sees each view shifted by
-a few pixels (`shift_chip`), which no cache could hold and no fixed tiling shows.
+a few pixels (`shift_chip`), which no cache could hold and no fixed tiling shows, and, on
+request, with its colours jittered (`jitter_colours`): scenes are stretched each on its own, so
+the same water or hull comes out brighter, darker or tinted from one scene to the next.
 """
 
 from __future__ import annotations
@@ -86,3 +88,28 @@ def shift_chip(chip: ChipArrays, dx: int, dy: int) -> ChipArrays:
         np.clip(moved, 0, size).astype(np.float32).reshape(-1, 4),
         move(masks),  # type: ignore[return-value]
     )
+
+
+COLOUR_JITTER = 0.2
+"""Largest relative change of a view's contrast and brightness (x 1/1.2 .. 1.2); each band's
+gain moves by half as much, which tints the chip without swapping its colours."""
+
+
+def jitter_colours(
+    image: NDArray[np.uint8], valid: NDArray[np.bool_], rng: np.random.Generator
+) -> NDArray[np.uint8]:
+    """The chip's pixels with a random contrast, brightness and per-band gain (uint8).
+
+    Contrast scales the pixels about the chip's mean, as a different stretch of the same scene
+    would. Pixels outside the scene stay 0, so the view's valid mask still holds.
+    """
+    bands = image.shape[0]
+    spread = np.log1p(COLOUR_JITTER)
+    contrast, brightness = np.exp(rng.uniform(-spread, spread, size=2))
+    gains = np.exp(rng.uniform(-spread / 2, spread / 2, size=(bands, 1, 1)))
+    pixels = image.astype(np.float32)
+    mean = float(pixels[:, valid].mean()) if valid.any() else 0.0
+    out = ((pixels - mean) * contrast + mean) * (brightness * gains)
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out[:, ~valid] = 0
+    return out

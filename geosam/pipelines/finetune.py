@@ -43,6 +43,10 @@ from geosam.pipelines.training_data import TrainingPair, load_training_chips, wi
 
 log = logging.getLogger(__name__)
 
+BEFORE_RECORDED = {"colour_jitter": False}
+"""Settings as they were for runs recorded before the setting existed: a resumed old run
+continues as it started, whatever today's default."""
+
 
 def finetune(
     pairs: list[TrainingPair],
@@ -116,7 +120,7 @@ def resume_finetune(
         raise CheckpointError(f"{path}: unreadable (corrupt or truncated?); start again") from exc
     pairs = [TrainingPair(Path(p["scene"]), Path(p["labels"]), p["layer"]) for p in config["pairs"]]
     chip_settings = ChipSettings.from_dict(config["chip_settings"])
-    settings = FinetuneSettings(**config["finetune_settings"])
+    settings = FinetuneSettings(**{**BEFORE_RECORDED, **config["finetune_settings"]})
     done = state["trainer"]
     longer = _longer(settings, steps, epochs, int(done["global_step"]), int(done["epoch"]), out)
     prompts = PromptSettings(**config["prompt_settings"])

@@ -38,6 +38,7 @@ class FinetuneSettings:
     patience: int = 8
     augment: bool = True
     paste_ships: int = 0
+    colour_jitter: bool = False
     train_encoder: bool | None = None
     device: str = "auto"
     seed: int = 0

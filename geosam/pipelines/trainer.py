@@ -240,16 +240,18 @@ class Trainer:
         """A random view of the chip, its prompts, and its (N, 4) XYXY boxes in that view.
 
         With augmentation the view is one of the eight flips and quarter turns; an encoder
-        that trains also sees it shifted by up to `MAX_SHIFT` pixels and, with `paste_ships`,
-        with ships of its scene pasted onto it (a frozen one reads cached embeddings, which
-        exist for unshifted views of the chips as they are).
+        that trains also sees it shifted by up to `MAX_SHIFT` pixels and, on request, with
+        ships of its scene pasted onto it (`paste_ships`) and in jittered colours
+        (`colour_jitter`); a frozen one reads cached embeddings, which exist
+        for unshifted views of the chips as they are.
         """
         rng = self.chip_rng(chip)
         view = View(int(rng.integers(self.views)))
         if self.views > 1 and self.model.train_encoder:
             dx, dy = (int(d) for d in rng.integers(-MAX_SHIFT, MAX_SHIFT + 1, size=2))
             paste = int(rng.integers(1, 2**31)) if self.chip_views.paste_ships else 0
-            view = View(view.turn, dx, dy, paste)
+            colour = int(rng.integers(1, 2**31)) if self.settings.colour_jitter else 0
+            view = View(view.turn, dx, dy, paste, colour)
         _, valid, boxes, masks = self.chip_views.view(chip, view)
         return view, sample_prompts(boxes, masks, valid, self.prompts, rng), boxes
 

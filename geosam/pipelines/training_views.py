@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from geosam.data.augment import shift_chip, view_chip
+from geosam.data.augment import jitter_colours, shift_chip, view_chip
 from geosam.data.copy_paste import ShipCutout, cut_ships, paste_ships
 from geosam.model.embeddings import EmbeddingCache, encode_images
 from geosam.model.shipsam import ShipSam
@@ -27,13 +27,15 @@ MAX_SHIFT = 12
 class View(NamedTuple):
     """How a chip is seen: `turn` 0..7 (`geosam.data.augment.view_chip`), then a shift.
 
-    `paste` seeds the ships pasted onto the view (`geosam.data.copy_paste`); 0: none.
+    `paste` seeds the ships pasted onto the view (`geosam.data.copy_paste`); `colour` seeds
+    its colour jitter (`geosam.data.augment.jitter_colours`); 0: none.
     """
 
     turn: int
     dx: int = 0
     dy: int = 0
     paste: int = 0
+    colour: int = 0
 
 
 class ChipViews:
@@ -76,12 +78,16 @@ class ChipViews:
         """Chip `chip` in `view`: image (3, S, S), valid (S, S), boxes (N, 4) XYXY, masks."""
         c = self.chips[chip]
         turned = view_chip((c.image, c.valid, c.boxes, c.masks), view.turn)
-        shifted = shift_chip(turned, view.dx, view.dy)
-        if not view.paste:
-            return shifted
-        rng = np.random.default_rng(view.paste)
-        count = int(rng.integers(1, self.paste_ships + 1))
-        return paste_ships(shifted, self.cutouts.get(c.scene, []), count, rng)
+        seen = shift_chip(turned, view.dx, view.dy)
+        if view.paste:
+            rng = np.random.default_rng(view.paste)
+            count = int(rng.integers(1, self.paste_ships + 1))
+            seen = paste_ships(seen, self.cutouts.get(c.scene, []), count, rng)
+        if view.colour:
+            image, valid, boxes, masks = seen
+            colours = jitter_colours(image, valid, np.random.default_rng(view.colour))
+            seen = (colours, valid, boxes, masks)
+        return seen
 
     def prepare(self, model: ShipSam) -> int | None:
         """With a frozen encoder, fetch every view's embedding once; chips encoded here.
