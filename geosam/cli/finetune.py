@@ -131,9 +131,9 @@ from geosam.pipelines.validation import thresholds_text
     "--colour-jitter/--no-colour-jitter",
     default=FinetuneSettings.colour_jitter,
     show_default=True,
-    help="Also show each training view with a random contrast, brightness and tint "
-    "(within x1/1.2..1.2), as another stretch or scene would show the same ships. Needs a "
-    "trained encoder (tiny).",
+    help="Show each training view with a random contrast, brightness and tint (within "
+    "x1/1.2..1.2), as another stretch or scene would show the same ships. Applies to an "
+    "encoder that trains (tiny); a frozen vit_* encoder reads cached views as they are.",
 )
 @click.option(
     "--val-fraction",
