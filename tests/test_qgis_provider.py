@@ -157,7 +157,11 @@ def _qgis_python() -> str | None:
 
 
 def _qgis_env(tmp: Path) -> dict[str, str]:
-    """Headless QGIS with its settings in `tmp` and torch on one thread in geosam."""
+    """Headless QGIS with its settings in `tmp` and torch on one thread in geosam.
+
+    QGIS records a raster's statistics beside it (GDAL's .aux.xml) when it draws it; off, so
+    that the scenario leaves ../shared as it found it.
+    """
     home = tmp / "home"
     home.mkdir(mode=0o700, exist_ok=True)
     return {
@@ -167,6 +171,7 @@ def _qgis_env(tmp: Path) -> dict[str, str]:
         "HOME": str(home),
         "XDG_RUNTIME_DIR": str(home),
         "OMP_NUM_THREADS": "1",
+        "GDAL_PAM_ENABLED": "NO",
         "PATH": "/usr/bin:/bin",  # geosam is found through GEOSAM_COMMAND or the record
     }
 
@@ -444,6 +449,7 @@ def scenario(
     frame = gpd.read_file(data["ships"], layer=LAYER, engine="pyogrio")
     with pytest.warns(UserWarning, match="crs"):
         frame.set_crs(None, allow_override=True).to_file(nocrs, layer=LAYER, engine="pyogrio")
+    beside_inputs = _files_beside(data["scene"])
     script = tmp / "scenario.py"
     script.write_text(SCENARIO, encoding="utf-8")
     argv = [str(PLUGIN.parent), str(work), str(data["scene"]), str(data["ships"]), LAYER]
@@ -459,7 +465,18 @@ def scenario(
     facts: dict[str, Any] = json.loads((work / "facts.json").read_text(encoding="utf-8"))
     facts["work"] = work
     facts["tmp"] = tmp
+    facts["new_beside_inputs"] = sorted(_files_beside(data["scene"]) - beside_inputs)
     return facts
+
+
+def _files_beside(scene: Path) -> set[str]:
+    return {p.name for p in scene.parent.iterdir()}
+
+
+def test_qgis_writes_nothing_beside_the_input_scene(scenario: dict[str, Any]) -> None:
+    """The scenario opens ../shared's scene in QGIS and runs geosam on it: nothing may be left
+    beside it (a statistics .aux.xml of QGIS's had been, in ../shared)."""
+    assert scenario["new_beside_inputs"] == []
 
 
 def test_provider_registers_four_algorithms_with_help(scenario: dict[str, Any]) -> None:
