@@ -185,3 +185,15 @@ def spilling_tiny() -> Any:
     assert model.refiner is not None
     torch.nn.init.constant_(model.refiner.out.bias, 50.0)
     return model
+
+
+def stop_after_two_rounds(pairs: list[Any], run: Path, settings: Any) -> None:
+    """Start a fine-tuning run and stop it as Ctrl-C would, right after its second round."""
+    from geosam.pipelines.finetune import finetune
+
+    def interrupt(event: Any) -> None:
+        if event.metrics and event.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(pairs, run, settings=settings, report=interrupt)

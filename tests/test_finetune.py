@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import stop_after_two_rounds
 
 from geosam.cli.main import cli
 from geosam.errors import CheckpointError, DeviceError, OutputExistsError, TrainingDataError
@@ -76,12 +77,7 @@ def test_resume_equals_uninterrupted_run(harbour, tmp_path, length):
     settings = RESUMABLE[length]
     finetune([pair], tmp_path / "straight", settings=settings)
 
-    def interrupt_after_two(event):
-        if event.metrics and event.epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finetune([pair], tmp_path / "resumed", settings=settings, report=interrupt_after_two)
+    stop_after_two_rounds([pair], tmp_path / "resumed", settings)
     # A stopped run says so: its model.pt is the best so far, not the run's result.
     assert (tmp_path / "resumed" / "UNFINISHED").exists()
     assert not (tmp_path / "straight" / "UNFINISHED").exists()
@@ -309,12 +305,7 @@ def test_a_run_recorded_before_colour_jitter_existed_resumes_without_it(harbour,
     plain = FinetuneSettings(**{**base, "colour_jitter": False})
     finetune([pair], tmp_path / "straight", settings=plain)
 
-    def interrupt_after_two(event):
-        if event.metrics and event.epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finetune([pair], tmp_path / "old", settings=plain, report=interrupt_after_two)
+    stop_after_two_rounds([pair], tmp_path / "old", plain)
     last = tmp_path / "old" / "last.pt"
     state = torch.load(last, map_location="cpu", weights_only=False)
     del state["config"]["finetune_settings"]["colour_jitter"]  # as an older geosam wrote it

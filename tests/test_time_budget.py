@@ -9,11 +9,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import stop_after_two_rounds
 
 import geosam.pipelines.finetune as finetune_module
 from geosam.cli.main import cli
 from geosam.pipelines.finetune import finetune, resume_finetune
 from geosam.pipelines.finetune_settings import FinetuneSettings
+from geosam.pipelines.lr_schedule import warmup_cosine, warmup_length
 from geosam.pipelines.time_budget import rounds_within
 from geosam.pipelines.training_data import TrainingPair
 
@@ -95,12 +97,7 @@ def test_a_budgeted_run_resumes_exactly(harbour, tmp_path, minute_rounds):
     settings = FinetuneSettings(**{**SIX_ROUNDS.__dict__, "minutes": 3.5})
     finetune([pair], tmp_path / "straight", settings=settings)
 
-    def interrupt_after_two(event):
-        if event.metrics and event.epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finetune([pair], tmp_path / "resumed", settings=settings, report=interrupt_after_two)
+    stop_after_two_rounds([pair], tmp_path / "resumed", settings)
     resume_finetune(tmp_path / "resumed")
     assert [r["step"] for r in rows(tmp_path / "resumed")] == ["2", "4", "6"]
     assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
@@ -128,3 +125,17 @@ def test_cli_budget_is_checked_and_recorded(harbour, tmp_path):
     assert result.exit_code == 0, result.output
     config = torch.load(run / "last.pt", weights_only=False)["config"]
     assert config["finetune_settings"]["minutes"] == 60
+
+
+def test_the_rate_warms_up_then_decays_to_zero_at_the_last_step_even_of_a_shortened_run():
+    warm = warmup_length(50, 1500)
+    assert (warm, warmup_length(50, 40), warmup_length(50, 2)) == (50, 10, 1)
+    rising = [warmup_cosine(step, warm, 1500) for step in range(warm)]
+    assert rising[0] == pytest.approx(1 / 50) and rising[-1] == 1.0
+    assert all(a < b for a, b in itertools.pairwise(rising))
+    falling = [warmup_cosine(step, warm, 1500) for step in range(warm, 1501, 50)]
+    assert all(a > b for a, b in itertools.pairwise(falling))
+    assert falling[-1] == pytest.approx(0.0, abs=1e-12)
+    # A budget that cuts the run to 1000 steps moves the end of the decay with it.
+    assert warmup_cosine(1000, warm, 1000) == pytest.approx(0.0, abs=1e-12)
+    assert warmup_cosine(1000, warm, 1500) > 0.2

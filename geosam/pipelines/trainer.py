@@ -37,7 +37,8 @@ from geosam.pipelines.distributed import (
     sum_gradients,
 )
 from geosam.pipelines.finetune_settings import EpochEvent, FinetuneSettings
-from geosam.pipelines.training_data import TrainChip, TrainingPair
+from geosam.pipelines.lr_schedule import warmup_cosine, warmup_length
+from geosam.pipelines.training_data import TrainChip, TrainingPair, longest_ship_px
 from geosam.pipelines.training_views import MAX_SHIFT, ChipViews, View
 from geosam.pipelines.validation import DetectionTally, ValidationSums, operating_point
 
@@ -135,16 +136,10 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.trainable_parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         )
-        warm = max(1, min(settings.warmup_steps, total // 4))
-
-        def schedule(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            # Read at each step: a time budget may shorten the run (`shorten_to`).
-            span = max(1, self.total_steps - warm)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / span)))
-
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        warm = warmup_length(settings.warmup_steps, total)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(  # total read at each step
+            self.optimizer, lambda step: warmup_cosine(step, warm, self.total_steps)
+        )
         self.epoch = 0
         self.history: list[dict[str, float]] = []
         self.best_score = -1.0
@@ -367,19 +362,6 @@ class Trainer:
         torch.set_rng_state(state["rng_torch"])
         random.setstate(state["rng_python"])
 
-    def longest_ship_px(self) -> float:
-        """The longest box diagonal among the training footprints, in chip pixels.
-
-        The diagonal bounds a ship's length whatever its heading (a box side would be
-        shorter than a diagonal ship).
-        """
-        lengths = [
-            float(np.hypot(*(c.boxes[:, 2:] - c.boxes[:, :2]).T).max())
-            for c in self.chips
-            if len(c.boxes)
-        ]
-        return max(lengths, default=0.0)
-
     def metadata(self, metrics: dict[str, float]) -> dict[str, Any]:
         """What `detect` needs and what made the model.
 
@@ -390,7 +372,7 @@ class Trainer:
         """
         return {
             "operating_point": operating_point(
-                metrics, round(SHIP_LENGTH_MARGIN * self.longest_ship_px(), 1)
+                metrics, round(SHIP_LENGTH_MARGIN * longest_ship_px(self.chips), 1)
             ),
             "model_type": self.settings.model_type,
             "base_hash": self.model.base_hash,

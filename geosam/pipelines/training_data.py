@@ -157,3 +157,15 @@ def load_training_chips(
             "Check that the footprints cover the scene (same place, right layer)"
         )
     return chips, resolved
+
+
+def longest_ship_px(chips: list[TrainChip]) -> float:
+    """The longest box diagonal among the chips' footprints, in chip pixels.
+
+    The diagonal bounds a ship's length whatever its heading (a box side would be shorter
+    than a diagonal ship).
+    """
+    lengths = [
+        float(np.hypot(*(c.boxes[:, 2:] - c.boxes[:, :2]).T).max()) for c in chips if len(c.boxes)
+    ]
+    return max(lengths, default=0.0)
