@@ -1,7 +1,7 @@
 """The learning rate over a fine-tuning run: a linear warm-up, then a cosine decay to zero.
 
-A from-scratch `tiny` collapses to empty masks when it starts at full rate, so the rate climbs
-over the first steps; the decay ends exactly at the run's last step. The run's length is read
+The rate climbs over the first steps (`FinetuneSettings.warmup_steps`, at most a quarter of
+the run) and its decay ends exactly at the run's last step. The run's length is read
 at every step, not fixed at the start, because a time budget may shorten it mid-run
 (`geosam.pipelines.time_budget`), and the decay must then end with the shortened run.
 """
