@@ -129,6 +129,12 @@ class Outcome:
 Benchmark = Callable[[bool], Outcome]
 
 
+def record(figures: list[str], line: str) -> None:
+    """Add a figure, and show it on stderr at once: a run cut off by a time limit keeps it."""
+    figures.append(line)
+    print(f"  ... {line}", file=sys.stderr, flush=True)
+
+
 def random_checkpoint(model_type: str) -> str | None:
     """A checkpoint file of random `model_type` weights (None for `tiny`, which needs none).
 

@@ -19,9 +19,16 @@ from geosam.pipelines.lr_schedule import warmup_cosine, warmup_length
 from geosam.pipelines.time_budget import rounds_within
 from geosam.pipelines.training_data import TrainingPair
 
-# Six rounds of two steps, frozen encoder (cached embeddings): quick on a CPU.
+# Six rounds of two steps, frozen encoder (cached embeddings): quick on a CPU, and on the CPU
+# also where a GPU is present, since resumed runs must equal uninterrupted ones bit for bit.
 SIX_ROUNDS = FinetuneSettings(
-    steps=12, val_every=2, batch_chips=2, train_encoder=False, patience=100, warmup_steps=2
+    steps=12,
+    val_every=2,
+    batch_chips=2,
+    train_encoder=False,
+    patience=100,
+    warmup_steps=2,
+    device="cpu",
 )
 ROUND_SECONDS = 60.0
 
