@@ -3,6 +3,7 @@
 #   make test   - create .venv, install geosam with dev tools, run ruff, mypy and pytest
 #   make bench  - the benchmarks of bench/ (BENCH_ARGS=--quick for a scaled-down run)
 #   make qgis-plugin - dist/geosam_provider.zip, the QGIS plugin for Plugins > Install from ZIP
+#   make gpu-check - on a machine with a CUDA GPU: the GPU tests and the GPU speed figures
 #
 # torch is pinned here (not in pyproject.toml) so that a fresh CPU environment gets the CPU
 # wheel without CUDA packages, while `pip install` into an environment that already has a CUDA
@@ -15,7 +16,7 @@ TORCH_PIN ?= torch==2.13.0 torchvision==0.28.0
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo bench clean qgis-plugin
+.PHONY: install test lint demo bench clean qgis-plugin gpu-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,11 @@ demo: install
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+gpu-check: install
+	@$(BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make gpu-check: torch sees no CUDA GPU here')"
+	$(BIN)/pytest -q -rA tests/test_cuda.py
+	$(BIN)/python -m bench --only model_speed --quick
 
 qgis-plugin: install
 	$(BIN)/geosam qgis package dist/geosam_provider.zip

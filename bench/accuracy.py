@@ -41,7 +41,9 @@ TWIN_STEPS = 12
 CURVE = Path(__file__).resolve().parent / "accuracy_curve.png"
 
 
-def train(run: str, steps: int | None, seed: int, lr: float | None = None) -> dict[str, Any]:
+def train(
+    run: str, steps: int | None, seed: int, lr: float | None = None, device: str = "auto"
+) -> dict[str, Any]:
     """Fine-tune `tiny` on the western parts of all dev scenes (in a child process)."""
     import torch
 
@@ -52,7 +54,9 @@ def train(run: str, steps: int | None, seed: int, lr: float | None = None) -> di
     torch.set_num_threads(os.cpu_count() or 1)
     scenes = held_out_scenes() or []
     pairs = [TrainingPair(s.train_scene, s.train_labels, s.name) for s in scenes]
-    settings = FinetuneSettings(seed=seed, minutes=BUDGET_MINUTES if steps is None else None)
+    settings = FinetuneSettings(
+        seed=seed, minutes=BUDGET_MINUTES if steps is None else None, device=device
+    )
     if steps is not None:
         settings = replace(settings, steps=steps, val_every=min(settings.val_every, steps))
     if lr is not None:
@@ -207,7 +211,12 @@ def run(quick: bool) -> Outcome:
     untrained_run = in_child("accuracy:train", run="untrained", steps=1, seed=0, lr=0.0)
     trained = in_child("accuracy:score", run="main")
     untrained = in_child("accuracy:score", run="untrained")
-    twins = [in_child("accuracy:train", run=f"twin{k}", steps=TWIN_STEPS, seed=3) for k in (1, 2)]
+    # On the CPU also where a GPU trains the main run: bit-for-bit equal runs are the CPU's
+    # promise; on a GPU one seed gives runs equal to float rounding (bench/RESULTS.md, 7).
+    twins = [
+        in_child("accuracy:train", run=f"twin{k}", steps=TWIN_STEPS, seed=3, device="cpu")
+        for k in (1, 2)
+    ]
     same = _without_times(twins[0]["metrics"]) == _without_times(twins[1]["metrics"])
     metrics = main["metrics"]
     figures = [
