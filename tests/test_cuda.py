@@ -55,7 +55,7 @@ def test_a_gpu_model_outlines_the_same_ships_on_the_cpu(harbour, gpu_run, tmp_pa
     for device in ("cuda", "cpu"):
         out = tmp_path / f"{device}.gpkg"
         detect([scene], gpu_run / "model.pt", out, DetectSettings(device=device), prompts=labels)
-        layers[device] = gpd.read_file(out)
+        layers[device] = gpd.read_file(out, layer=scene.stem)
     gpu, cpu = layers["cuda"], layers["cpu"]
     assert len(gpu) == len(cpu) == len(gpd.read_file(labels))
     overlap = [
