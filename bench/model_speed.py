@@ -154,6 +154,10 @@ def training_speed(model_type: str, epochs: int, device: str = "cpu") -> dict[st
     }
 
 
+def _where(device: str) -> str:
+    return "GPU (bf16)" if device == "cuda" else "CPU"
+
+
 def _synchronize(device: str) -> None:
     """Wait for queued GPU work, so that a timer reads the work done rather than launched."""
     import torch
@@ -167,21 +171,11 @@ def run(quick: bool) -> Outcome:
 
     figures: list[str] = []
     gpu = torch.cuda.is_available()
-    if gpu:  # first: on a leased GPU machine its figures are the scarce ones
-        for model_type, chips, batch in GPU_CASES:
-            r = in_child(
-                "model_speed:detection_speed",
-                model_type=model_type,
-                chips=chips,
-                batch=batch,
-                device="cuda",
-            )
-            record(
-                figures,
-                f"detect {model_type} on GPU (bf16), encoder batch {batch}: "
-                f"{r['chips_per_s']:.3g} chips/s, peak {r['peak_gpu_gib']:.2f} GiB "
-                f"({r['chips']} chips)",
-            )
+    cases = [(*case, "cuda") for case in GPU_CASES] if gpu else []  # first: the scarce ones
+    cases += [("tiny", 16, 1, "cpu"), ("tiny", 16, 4, "cpu")]
+    if not quick:
+        cases += [("vit_b", 2, 1, "cpu"), ("vit_b", 2, 2, "cpu")]
+    if gpu:
         g = in_child("model_speed:gpu_detection", model_type="vit_b")
         for name in ("fp32", "bf16"):
             record(
@@ -190,30 +184,36 @@ def run(quick: bool) -> Outcome:
                 f"{g[name]['peak_gib_batch4']:.2f} GiB at batch 4, largest batch "
                 f"{g[name]['largest_batch']}",
             )
-    cases = [("tiny", 16, 1), ("tiny", 16, 4)]
-    if not quick:
-        cases += [("vit_b", 2, 1), ("vit_b", 2, 2)]
     speed = {}
-    for model_type, chips, batch in cases:
-        r = in_child("model_speed:detection_speed", model_type=model_type, chips=chips, batch=batch)
-        speed[(model_type, batch)] = r["chips_per_s"]
+    for model_type, chips, batch, device in cases:
+        r = in_child(
+            "model_speed:detection_speed",
+            model_type=model_type,
+            chips=chips,
+            batch=batch,
+            device=device,
+        )
+        peak = f", peak {r['peak_gpu_gib']:.2f} GiB" if device == "cuda" else ""
+        speed[(model_type, batch, device)] = r["chips_per_s"]
         record(
             figures,
-            f"detect {model_type} on CPU, encoder batch {batch}: {r['chips_per_s']:.3g} chips/s "
-            f"({r['chips']} chips, {PROMPTS_PER_CHIP} box prompts each)",
+            f"detect {model_type} on {_where(device)}, encoder batch {batch}: "
+            f"{r['chips_per_s']:.3g} chips/s{peak} ({r['chips']} chips, {PROMPTS_PER_CHIP} "
+            "box prompts each)",
         )
     # The issue sets no target here: figures only. On a CPU batching the encoder is about
     # neutral (its matrix products already use every core); on a GPU it is what fills it.
     figures.append(
-        f"tiny encoder batch 4 / batch 1: {speed[('tiny', 4)] / speed[('tiny', 1)]:.2f}x"
+        f"tiny encoder batch 4 / batch 1 on CPU: "
+        f"{speed[('tiny', 4, 'cpu')] / speed[('tiny', 1, 'cpu')]:.2f}x"
     )
     devices = ("cuda", "cpu") if gpu else ("cpu",)
     for model_type, device in itertools.product(("tiny",) if quick else ("tiny", "vit_b"), devices):
         r = in_child("model_speed:training_speed", model_type=model_type, epochs=2, device=device)
-        where = "GPU (bf16)" if device == "cuda" else "CPU"
         record(
             figures,
-            f"train {model_type} decoder + prompter on {where}: {r['steps_per_s']:.3g} steps/s "
+            f"train {model_type} decoder + prompter on {_where(device)}: "
+            f"{r['steps_per_s']:.3g} steps/s "
             f"({r['steps']} steps of up to {r['max_prompts_per_step']} prompts, "
             f"{r['train_chips']} train chips)",
         )
