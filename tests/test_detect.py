@@ -283,3 +283,50 @@ def test_a_scene_takes_the_threshold_of_the_nearest_training_pixel_size():
     assert DetectSettings().for_model(meta, 20.0).min_score == 0.1  # Landsat-like: nearest 10 m
     assert DetectSettings().for_model(meta, None).min_score == 0.2  # degrees: the overall one
     assert DetectSettings(min_score=0.5).for_model(meta, 10.0).min_score == 0.5  # asked for
+
+
+def test_an_area_keeps_the_ships_in_it_and_reads_only_the_chips_near_it(
+    harbour, trained_model, tmp_path
+):
+    """--within: the ships of an unrestricted run whose centres lie in the area, no others;
+    the area is given in another CRS (EPSG:4326) and reprojected to the scene's."""
+    scene, ships = harbour
+    with rasterio.open(scene) as src:
+        left, top = src.transform @ (0, 0)
+        right, bottom = src.transform @ (100, src.height)  # the western 100 px
+        crs = src.crs
+    area = tmp_path / "water.gpkg"
+    strip = gpd.GeoDataFrame(geometry=[shapely.box(left, bottom, right, top)], crs=crs)
+    strip.to_crs("EPSG:4326").to_file(area, layer="water")
+    totals: dict[str, list[int]] = {"all": [], "area": []}
+
+    def run(name: str, within: Path | None) -> gpd.GeoDataFrame:
+        progress = lambda scene, done, total: totals[name].append(total)  # noqa: E731
+        out = tmp_path / f"{name}.gpkg"
+        return detect([scene], trained_model, out, prompts=ships, within=within, progress=progress)[
+            "harbour"
+        ]
+
+    everywhere, within = run("all", None), run("area", area)
+    inside = everywhere[everywhere.geometry.representative_point().x < right]
+    assert 0 < len(within) == len(inside) < len(everywhere)
+    assert (within.geometry.representative_point().x < right).all()
+    for mine, theirs in zip(within.geometry, inside.geometry, strict=True):
+        assert mine.symmetric_difference(theirs).area < 1e-6 * theirs.area
+    assert max(totals["area"]) < max(totals["all"])  # chips far from the area are not read
+
+
+def test_cli_detect_names_a_bad_area_file_in_one_line(harbour, trained_model, tmp_path):
+    scene, ships = harbour
+    runner = CliRunner()
+    base = ["detect", str(scene), "--model", str(trained_model), "-o", str(tmp_path / "x.gpkg")]
+    missing = runner.invoke(cli, [*base, "--within", str(tmp_path / "nowhere.gpkg")])
+    assert missing.exit_code == 1 and "nowhere.gpkg" in missing.output
+    points = tmp_path / "points.gpkg"
+    frame = gpd.read_file(ships)
+    frame.set_geometry(frame.geometry.representative_point()).to_file(points)
+    wrong = runner.invoke(cli, [*base, "--within", str(points)])
+    assert wrong.exit_code == 1 and "polygons" in wrong.output
+    for result in (missing, wrong):
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x.gpkg").exists()

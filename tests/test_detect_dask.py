@@ -56,9 +56,9 @@ def run_detect(scene, model, out, prompts, **cluster):
     """The layer `detect` writes, and the chip detections it stitched (pickled, to compare)."""
     stitched = []
 
-    def spy(detections, grid, settings):
+    def spy(detections, grid, settings, area=None):
         stitched.extend(pickle.dumps(d) for d in detections)
-        return scene_frame(detections, grid, settings)
+        return scene_frame(detections, grid, settings, area)
 
     # Dask workers run torch on one thread; the in-process run must too, or float sums in
     # another order change scores in the 7th digit.
@@ -102,6 +102,33 @@ def test_two_local_workers_write_the_in_process_layer(harbour, model, prompts, e
     )
     assert_same(got, expected)
     assert seen == [("harbour", done, 6) for done in range(1, 7)]
+
+
+def test_with_an_area_the_workers_write_the_in_process_layer(harbour, model, prompts, tmp_path):
+    """--within on a cluster: the same chips are sent and the same ships kept as in process."""
+    first = gpd.read_file(prompts).iloc[[0]]
+    area = tmp_path / "area.gpkg"
+    first.set_geometry(first.geometry.buffer(20.0)).to_file(area)
+    here, there = [], []
+    want = run_detect(
+        harbour[0],
+        model,
+        tmp_path / "here.gpkg",
+        prompts,
+        within=area,
+        progress=lambda scene, done, total: here.append(total),
+    )
+    got = run_detect(
+        harbour[0],
+        model,
+        tmp_path / "there.gpkg",
+        prompts,
+        within=area,
+        progress=lambda scene, done, total: there.append(total),
+        workers=2,
+    )
+    assert_same(got, want)
+    assert len(want[0]) == 1 and set(here) == set(there)  # one ship, from the same chips
 
 
 def test_a_worker_dying_mid_run_loses_and_duplicates_nothing(

@@ -333,6 +333,8 @@ SCENARIO = textwrap.dedent(
     facts["detect"]["styles"] = styles(f"{work / 'ships.gpkg'}|layername={layer}")
     facts["detect"]["count"] = QgsVectorLayer(
         f"{work / 'ships.gpkg'}|layername={layer}", "x", "ogr").featureCount()
+    facts["within"] = run("geosam:detect_ships", {
+        **detect, "WITHIN": labels, "OUTPUT": str(work / "within.gpkg")})
 
     facts["evaluate"] = run("geosam:evaluate", {
         "PRED": str(work / "ships.gpkg"), "TRUTH": labels, "OUTPUT": "TEMPORARY_OUTPUT",
@@ -563,6 +565,17 @@ def test_detect_ships_loads_a_styled_layer_mask_and_preview(scenario: dict[str, 
     assert ships["color"] == detect["styles"]["default"] != detect["styles"]["plain"]
     assert mask["valid"] and mask["crs"] == "EPSG:3857" and mask["source"].endswith("mask.tif")
     assert any("detecting" in t for t in detect["texts"])
+
+
+def test_detect_ships_within_an_area_keeps_only_ships_in_it(
+    scenario: dict[str, Any], data: dict[str, Path]
+) -> None:
+    within = scenario["within"]
+    assert within["error"] is None, within["log"]
+    ships = gpd.read_file(scenario["work"] / "within.gpkg", layer=LAYER)
+    area = gpd.read_file(data["ships"], layer=LAYER).to_crs(ships.crs).union_all()
+    assert len(ships) <= scenario["detect"]["count"]
+    assert ships.geometry.representative_point().intersects(area).all()
 
 
 def test_evaluate_gives_a_score_table_and_json(scenario: dict[str, Any]) -> None:

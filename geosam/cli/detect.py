@@ -39,6 +39,16 @@ from geosam.pipelines.detect import DetectSettings, detect
 )
 @click.option("--prompts-layer", default=None, help="Layer of --prompts.")
 @click.option(
+    "--within",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="AREA",
+    help="Look for ships only inside these polygons (water, a harbour outline; any CRS): "
+    "chips away from them are not read, and a ship is kept when its outline's centre lies "
+    "inside. Keeps roofs and quays out of a port's results.",
+)
+@click.option("--within-layer", default=None, help="Layer of --within.")
+@click.option(
     "--point-grid",
     type=click.IntRange(min=1),
     default=None,
@@ -119,6 +129,8 @@ def detect_cmd(
     output: Path,
     prompts: Path | None,
     prompts_layer: str | None,
+    within: Path | None,
+    within_layer: str | None,
     point_grid: int | None,
     min_score: float | None,
     prompter_threshold: float | None,
@@ -147,6 +159,7 @@ def detect_cmd(
       geosam detect new.tif --model run/model.pt -o ships.gpkg
       geosam detect a.tif b.tif --model run/model.pt -o ships.gpkg --preview ships.png
       geosam detect new.tif --model run/model.pt -o ships.gpkg --prompts ais.gpkg
+      geosam detect port.tif --model run/model.pt -o ships.gpkg --within water.gpkg
       geosam detect scenes/*.tif --model run/model.pt -o ships.gpkg --workers 4
       geosam detect scenes/*.tif --model run/model.pt -o ships.gpkg --scheduler tcp://head:8786
     """
@@ -190,6 +203,8 @@ def detect_cmd(
             progress,
             scheduler=scheduler,
             workers=workers,
+            within=within,
+            within_layer=within_layer,
         )
     finally:
         for bar in bars.values():

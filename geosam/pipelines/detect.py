@@ -29,7 +29,7 @@ from geosam.io.staging import StagedFiles
 from geosam.model.device import pick_device
 from geosam.model.model_file import load_model_file
 from geosam.model.predict import ChipPredictor, load_detector
-from geosam.pipelines.detect_scene import DetectSettings, detect_scene, scene_frame
+from geosam.pipelines.detect_scene import DetectSettings, detect_scene, open_area, scene_frame
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,18 @@ def detect(
     progress: Callable[[str, int, int], None] | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    within: str | os.PathLike[str] | None = None,
+    within_layer: str | None = None,
 ) -> dict[str, gpd.GeoDataFrame]:
     """Detect ships on `scenes` and write one layer per scene (named after it) to `output`.
 
     Chip size, overlap, bands and stretch come from the model's metadata; `chip_overrides`
     (e.g. ``{"overlap": 64}``) replaces single fields. With several scenes, `mask_raster` and
     `preview` get the scene name appended (``mask_<scene>.tif``).
+
+    `within` (polygons, e.g. water, any CRS; layer `within_layer`) restricts detection to an
+    area: only chips near it are read, and a ship is kept when a point inside its outline
+    lies in it (`geosam.io.area_layer`).
 
     Detection runs in this process by default. With `scheduler` (the address of a running Dask
     scheduler, e.g. ``tcp://host:8786``) or `workers` (start a local Dask cluster of that many
@@ -118,11 +124,15 @@ def detect(
                     prompts,
                     prompts_layer,
                     [report(name) for name in names],
+                    within,
+                    within_layer,
                 )
                 for index, scene_settings, detections in results:
                     # Reopened with the stretch the workers used: the same pixels for the extras.
                     with SceneChips(scenes[index], settings=scene_settings) as chips:
-                        frame = scene_frame(detections, chips.reader.grid, per_scene[index])
+                        area = open_area(chips, within, within_layer)
+                        grid = chips.reader.grid
+                        frame = scene_frame(detections, grid, per_scene[index], area)
                         found[index] = finish(names[index], chips, frame)
         else:
             device = pick_device(settings.device)
@@ -134,8 +144,9 @@ def detect(
                 # One open scene serves detection, the mask raster and the preview (one stretch).
                 with SceneChips(scene, settings=chip_settings) as chips:
                     report_scene = report(names[index])
+                    area = open_area(chips, within, within_layer)
                     frame = detect_scene(
-                        chips, predictor, resolved, prompts, prompts_layer, report_scene
+                        chips, predictor, resolved, prompts, prompts_layer, report_scene, area
                     )
                     found[index] = finish(names[index], chips, frame)
         layers = {names[i]: found[i] for i in range(len(scenes))}

@@ -29,6 +29,7 @@ from geosam.geometry.components import MaskPrompts, prompted_bodies
 from geosam.geometry.grid import Chip
 from geosam.geometry.masks import crop_masks, suppress_duplicates
 from geosam.geometry.stitch import Detection, crops_to_detections, stitch
+from geosam.io.area_layer import DetectionArea
 from geosam.io.prompt_layer import PromptLayer
 from geosam.io.scene import SceneGrid
 from geosam.model.predict import ChipPredictor
@@ -145,6 +146,33 @@ def open_prompts(
     return PromptLayer(path, chips.reader.grid.crs, layer, chips.scene_name)
 
 
+def open_area(
+    chips: SceneChips,
+    path: str | os.PathLike[str] | None,
+    layer: str | None,
+) -> DetectionArea | None:
+    """The detection area of `path` reprojected to the scene's CRS, or None without one."""
+    if path is None:
+        return None
+    return DetectionArea(path, chips.reader.grid.crs, layer, chips.scene_name)
+
+
+def chips_to_detect(chips: SceneChips, area: DetectionArea | None) -> list[Chip]:
+    """The scene's chips, or with an area those within half a chip of it."""
+    if area is None:
+        return list(chips.chips)
+    grid = chips.reader.grid
+    half_chip = chips.settings.size / 2 * max(abs(grid.transform.a), abs(grid.transform.e))
+    selected = area.chips_near(chips.chips, half_chip)
+    log.info(
+        "%s: %d of %d chips lie near the detection area",
+        chips.scene_name,
+        len(selected),
+        len(chips.chips),
+    )
+    return selected
+
+
 def detect_chips(
     samples: Sequence[ChipSample],
     grid: SceneGrid,
@@ -180,17 +208,23 @@ def detect_chips(
 
 
 def scene_frame(
-    detections: list[Detection], grid: SceneGrid, settings: DetectSettings
+    detections: list[Detection],
+    grid: SceneGrid,
+    settings: DetectSettings,
+    area: DetectionArea | None = None,
 ) -> gpd.GeoDataFrame:
     """Stitched ship polygons (one Polygon each) in the scene CRS with a score each.
 
     ``settings.max_ship_length_px`` bounds the length of a ship joined from cut pieces
-    (scene pixels, see `geosam.geometry.stitch`). Attributes come later.
+    (scene pixels, see `geosam.geometry.stitch`). With an `area`, ships outside it are
+    dropped (`DetectionArea.holds`). Attributes come later.
     """
     geoms, scores = stitch(
         detections, grid.transform, max_ship_length_px=settings.max_ship_length_px
     )
     frame = gpd.GeoDataFrame({"score": np.round(scores, 4)}, geometry=geoms, crs=grid.crs)
+    if area is not None:
+        frame = frame[area.holds(frame.geometry)].reset_index(drop=True)
     if settings.simplify:
         frame.geometry = frame.geometry.simplify(settings.simplify, preserve_topology=True)
     return frame
@@ -203,21 +237,26 @@ def detect_scene(
     prompt_layer_path: str | os.PathLike[str] | None = None,
     prompt_layer_name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    area: DetectionArea | None = None,
 ) -> gpd.GeoDataFrame:
-    """Ship polygons of one open scene in its CRS, with a score each (before attributes)."""
+    """Ship polygons of one open scene in its CRS, with a score each (before attributes).
+
+    With an `area`, only the chips near it are read and only ships in it are kept.
+    """
     prompts = open_prompts(chips, prompt_layer_path, prompt_layer_name)
+    selected = chips_to_detect(chips, area)
     detections: list[Detection] = []
-    grid, total = chips.reader.grid, len(chips.chips)
+    grid, total = chips.reader.grid, len(selected)
     batch: list[ChipSample] = []
     done = 0
-    for sample in chips.samples():  # read ahead in threads while the model works
+    for sample in chips.samples(selected):  # read ahead in threads while the model works
         batch.append(sample)
         if len(batch) == settings.batch_chips or done + len(batch) == total:
             detections += detect_chips(batch, grid, predictor, settings, prompts)
             done, batch = done + len(batch), []
             if progress is not None:
                 progress(done, total)
-    return scene_frame(detections, grid, settings)
+    return scene_frame(detections, grid, settings, area)
 
 
 def _chip_detections(

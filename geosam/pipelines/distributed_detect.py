@@ -46,7 +46,14 @@ from geosam.geometry.stitch import Detection
 from geosam.io.prompt_layer import PromptLayer
 from geosam.model.device import pick_device
 from geosam.model.predict import ChipPredictor, load_detector
-from geosam.pipelines.detect_scene import DetectSettings, chip_batches, detect_chips, open_prompts
+from geosam.pipelines.detect_scene import (
+    DetectSettings,
+    chip_batches,
+    chips_to_detect,
+    detect_chips,
+    open_area,
+    open_prompts,
+)
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -154,6 +161,8 @@ def detect_on_cluster(
     prompts: str | os.PathLike[str] | None = None,
     prompts_layer: str | None = None,
     progress: Sequence[Callable[[int, int], None]] | None = None,
+    within: str | os.PathLike[str] | None = None,
+    within_layer: str | None = None,
 ) -> Iterator[tuple[int, ChipSettings, list[Detection]]]:
     """Detections of every scene, computed by the cluster's workers, one scene at a time.
 
@@ -170,6 +179,9 @@ def detect_on_cluster(
         prompts: prompt layer path, or None.
         prompts_layer: layer of `prompts`.
         progress: per scene, `progress(done, total)` with the chips done so far.
+        within: detection area (polygons), or None: only chips near it are sent; the ships
+            outside it are dropped after stitching (`scene_frame`).
+        within_layer: layer of `within`.
 
     Yields:
         (scene index, the chip settings the workers used, the scene's detections in batch
@@ -187,7 +199,7 @@ def detect_on_cluster(
         # Resolve bands and stretch once here, so every worker reads the same pixels.
         with SceneChips(scene, settings=chip_settings) as chips:
             resolved.append(chips.settings)
-            grid = chips.chips
+            grid = chips_to_detect(chips, open_area(chips, within, within_layer))
         batches = chip_batches(grid, settings[index].batch_chips)
         counts.append(len(batches))
         totals.append(len(grid))

@@ -79,6 +79,14 @@ class DetectShips(GeosamAlgorithm):
             )
         )
         self.advanced(
+            QgsProcessingParameterFeatureSource(
+                "WITHIN",
+                self.tr("Look for ships only inside these polygons (water, a harbour outline)"),
+                [QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
+        self.advanced(
             QgsProcessingParameterNumber(
                 "POINT_GRID",
                 self.tr("Prompt with an N x N point grid per chip instead"),
@@ -161,6 +169,9 @@ class DetectShips(GeosamAlgorithm):
         if self.parameterAsSource(parameters, "PROMPTS", context) is not None:
             prompts, layer = self.vector_file(parameters, "PROMPTS", context, feedback)
             args += ["--prompts", prompts] + (["--prompts-layer", layer] if layer else [])
+        if self.parameterAsSource(parameters, "WITHIN", context) is not None:
+            area, layer = self.vector_file(parameters, "WITHIN", context, feedback)
+            args += ["--within", area] + (["--within-layer", layer] if layer else [])
         bands = self.parameterAsString(parameters, "BANDS", context).strip()
         if bands:
             args += ["--bands", bands]

@@ -1,0 +1,83 @@
+"""Where ships may be: the polygons of a vector layer (water, a harbour outline), in a scene's CRS.
+
+Ship detectors mask land before they look for ships (a land-sea mask is the first step of
+SNAP's and most Sentinel-1/2 ship detectors): bright roofs and quays look like hulls to a
+model that has seen a few dozen ships. `detect --within AREA` reads only the chips near the
+area and keeps a ship when a point inside its outline lies in the area, so a ship moored
+against a quay that a coarse water polygon cuts through is kept whole, not clipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from numpy.typing import NDArray
+
+from geosam.errors import InputNotFoundError, LabelsError
+from geosam.geometry.grid import Chip
+from geosam.io.footprints import pick_layer
+
+log = logging.getLogger(__name__)
+
+
+class DetectionArea:
+    """The union of a layer's polygons, reprojected to the scene CRS.
+
+    Args:
+        path: vector file of polygons (any CRS OGR reads).
+        scene_crs: CRS to reproject to.
+        layer: layer name (default: the only one, or one named after the scene).
+        prefer_layer: the scene name.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        scene_crs: object,
+        layer: str | None = None,
+        prefer_layer: str | None = None,
+    ) -> None:
+        p = Path(path)
+        if not p.exists():
+            raise InputNotFoundError(
+                f"{p}: no such area file; give polygons of where ships may be (e.g. water)"
+            )
+        name = pick_layer(p, layer, prefer_layer)
+        frame = gpd.read_file(p, layer=name, engine="pyogrio")
+        if frame.crs is None:
+            raise LabelsError(f"{p}: layer {name!r} has no CRS; set the CRS the area is in")
+        frame = frame[~(frame.geometry.isna() | frame.geometry.is_empty)]
+        kinds = set(frame.geom_type)
+        if not kinds or not kinds <= {"Polygon", "MultiPolygon"}:
+            found = ", ".join(sorted(kinds)) or "no geometry"
+            raise LabelsError(f"{p}: an area must be polygons (e.g. water), found {found}")
+        polygons = frame.to_crs(scene_crs).geometry.make_valid()
+        self.geometry = shapely.union_all(np.asarray(polygons.values, dtype=object))
+        shapely.prepare(self.geometry)
+        self.source = p
+        log.info("%s: detection area of %d polygons from layer %r", p.name, len(frame), name)
+
+    def chips_near(self, chips: Sequence[Chip], margin: float) -> list[Chip]:
+        """The chips within `margin` (CRS units) of the area, in their order.
+
+        The margin keeps whole every ship whose centre lies in the area: a chip that sees
+        only the far end of such a ship is still read.
+        """
+        near = shapely.buffer(self.geometry, margin) if margin > 0 else self.geometry
+        shapely.prepare(near)
+        boxes = shapely.box(*np.asarray([c.bounds for c in chips], dtype=np.float64).T)
+        hit = shapely.intersects(near, boxes) if len(chips) else np.zeros(0, dtype=bool)
+        return [chip for chip, keep in zip(chips, hit, strict=True) if keep]
+
+    def holds(self, ships: gpd.GeoSeries) -> NDArray[np.bool_]:
+        """(N,) True where a point inside the ship's outline lies in the area."""
+        if not len(ships):
+            return np.zeros(0, dtype=bool)
+        inside = shapely.point_on_surface(np.asarray(ships.values, dtype=object))
+        return np.asarray(shapely.intersects(self.geometry, inside), dtype=bool)
