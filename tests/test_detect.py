@@ -330,3 +330,26 @@ def test_cli_detect_names_a_bad_area_file_in_one_line(harbour, trained_model, tm
     for result in (missing, wrong):
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_an_area_off_the_scene_gives_an_empty_layer_and_reads_no_chip(
+    harbour, trained_model, tmp_path, caplog
+):
+    scene, ships = harbour
+    far = gpd.read_file(ships).iloc[[0]]
+    far = far.set_geometry(far.geometry.translate(xoff=5e4))  # 50 km east of the harbour
+    far.to_file(tmp_path / "elsewhere.gpkg")
+    read = []
+    layers = detect(
+        [scene],
+        trained_model,
+        tmp_path / "x.gpkg",
+        prompts=ships,
+        within=tmp_path / "elsewhere.gpkg",
+        progress=lambda scene, done, total: read.append(done),
+    )
+    assert (
+        len(layers["harbour"]) == 0
+        and len(gpd.read_file(tmp_path / "x.gpkg", layer="harbour")) == 0
+    )
+    assert read == [] and "no part of the detection area" in caplog.text

@@ -22,6 +22,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+from rasterio.transform import array_bounds
 
 from geosam.data.samples import ChipSample, SceneChips
 from geosam.data.scale import nearest_pixel_size
@@ -154,7 +155,11 @@ def open_area(
     """The detection area of `path` reprojected to the scene's CRS, or None without one."""
     if path is None:
         return None
-    return DetectionArea(path, chips.reader.grid.crs, layer, chips.scene_name)
+    grid = chips.reader.grid
+    west, south, east, north = array_bounds(grid.height, grid.width, grid.transform)
+    pad = chips.settings.size * max(abs(grid.transform.a), abs(grid.transform.e))
+    near = (west - pad, south - pad, east + pad, north + pad)
+    return DetectionArea(path, grid.crs, layer, chips.scene_name, near)
 
 
 def chips_to_detect(chips: SceneChips, area: DetectionArea | None) -> list[Chip]:
@@ -164,12 +169,19 @@ def chips_to_detect(chips: SceneChips, area: DetectionArea | None) -> list[Chip]
     grid = chips.reader.grid
     half_chip = chips.settings.size / 2 * max(abs(grid.transform.a), abs(grid.transform.e))
     selected = area.chips_near(chips.chips, half_chip)
-    log.info(
-        "%s: %d of %d chips lie near the detection area",
-        chips.scene_name,
-        len(selected),
-        len(chips.chips),
-    )
+    if not selected:
+        log.warning(
+            "%s: no part of the detection area %s lies on it; its layer is empty",
+            chips.scene_name,
+            area.source,
+        )
+    else:
+        log.info(
+            "%s: %d of %d chips lie near the detection area",
+            chips.scene_name,
+            len(selected),
+            len(chips.chips),
+        )
     return selected
 
 
