@@ -109,26 +109,23 @@ def test_with_an_area_the_workers_write_the_in_process_layer(harbour, model, pro
     first = gpd.read_file(prompts).iloc[[0]]
     area = tmp_path / "area.gpkg"
     first.set_geometry(first.geometry.buffer(20.0)).to_file(area)
-    here, there = [], []
-    want = run_detect(
-        harbour[0],
-        model,
-        tmp_path / "here.gpkg",
-        prompts,
-        within=area,
-        progress=lambda scene, done, total: here.append(total),
-    )
-    got = run_detect(
-        harbour[0],
-        model,
-        tmp_path / "there.gpkg",
-        prompts,
-        within=area,
-        progress=lambda scene, done, total: there.append(total),
-        workers=2,
-    )
+    totals: dict[str, list[int]] = {"here": [], "there": []}
+    runs = {}
+    for name, cluster in (("here", {}), ("there", {"workers": 2})):
+        runs[name] = run_detect(
+            harbour[0],
+            model,
+            tmp_path / f"{name}.gpkg",
+            prompts,
+            within=area,
+            progress=lambda scene, done, total, name=name: totals[name].append(total),
+            **cluster,
+        )
+    want, got = runs["here"], runs["there"]
     assert_same(got, want)
-    assert len(want[0]) == 1 and set(here) == set(there)  # one ship, from the same chips
+    assert len(want[0]) == 1 and set(totals["here"]) == set(
+        totals["there"]
+    )  # one ship, from the same chips
 
 
 def test_a_worker_dying_mid_run_loses_and_duplicates_nothing(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -22,9 +21,9 @@ from numpy.typing import NDArray
 from pyproj import Transformer
 from pyproj.exceptions import ProjError
 
-from geosam.errors import InputNotFoundError, LabelsError
+from geosam.errors import LabelsError
 from geosam.geometry.grid import Chip
-from geosam.io.footprints import pick_layer
+from geosam.io.footprints import existing_layer
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +51,8 @@ class DetectionArea:
         prefer_layer: str | None = None,
         near: tuple[float, float, float, float] | None = None,
     ) -> None:
-        p = Path(path)
-        if not p.exists():
-            raise InputNotFoundError(
-                f"{p}: no such area file; give polygons of where ships may be (e.g. water)"
-            )
-        name = pick_layer(p, layer, prefer_layer)
+        fix = "give polygons of where ships may be (water, a harbour outline)"
+        p, name = existing_layer(path, layer, prefer_layer, fix)
         layer_crs = pyogrio.read_info(p, layer=name)["crs"]
         if layer_crs is None:
             raise LabelsError(f"{p}: layer {name!r} has no CRS; set the CRS the area is in")

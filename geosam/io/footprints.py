@@ -39,6 +39,16 @@ class FootprintReport:
     dropped_slivers: int = 0
 
 
+def existing_layer(
+    path: str | os.PathLike[str], layer: str | None, prefer: str | None, fix: str
+) -> tuple[Path, str]:
+    """The vector file and the layer of it to read; a missing file is refused with `fix`."""
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"{p}: no such file; {fix}")
+    return p, pick_layer(p, layer, prefer)
+
+
 def pick_layer(path: Path, layer: str | None, prefer: str | None) -> str:
     """The layer to read: `layer`, else the only one, else the one named `prefer`."""
     try:
@@ -84,10 +94,7 @@ def read_footprints(
         Footprints (one row per ship, column ``ship_id`` from the source ``id`` column or the
         row number, geometry valid and polygonal, in the scene CRS) and a report.
     """
-    p = Path(path)
-    if not p.exists():
-        raise InputNotFoundError(f"{p}: no such file; check the labels path")
-    name = pick_layer(p, layer, prefer_layer)
+    p, name = existing_layer(path, layer, prefer_layer, "check the labels path")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         gdf = gpd.read_file(p, layer=name, engine="pyogrio")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import NamedTuple
 
 import geopandas as gpd
@@ -12,10 +11,10 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
-from geosam.errors import InputNotFoundError, LabelsError
+from geosam.errors import LabelsError
 from geosam.geometry.grid import Chip
 from geosam.geometry.pixels import geometry_to_pixels, pixel_box
-from geosam.io.footprints import pick_layer
+from geosam.io.footprints import existing_layer
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +52,7 @@ class PromptLayer:
         layer: str | None = None,
         prefer_layer: str | None = None,
     ) -> None:
-        p = Path(path)
-        if not p.exists():
-            raise InputNotFoundError(f"{p}: no such prompt file")
-        name = pick_layer(p, layer, prefer_layer)
+        p, name = existing_layer(path, layer, prefer_layer, "check the prompts path")
         frame = gpd.read_file(p, layer=name, engine="pyogrio")
         if frame.crs is None:
             raise LabelsError(f"{p}: layer {name!r} has no CRS; set the CRS the prompts are in")
