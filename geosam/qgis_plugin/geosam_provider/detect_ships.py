@@ -37,7 +37,9 @@ class DetectShips(GeosamAlgorithm):
         "Chip size, bands and stretch come from the model. Minimum score: keep ships scoring "
         "at least this (default: the threshold with the best F1 on the validation chips, "
         "stored in the model); lower it to find more ships. Optional: a mask raster "
-        "(GeoTIFF) and a preview picture of the ships over the scene.\n\n"
+        "(GeoTIFF) and a preview picture of the ships over the scene. Under Advanced, a "
+        "polygon layer (water, a harbour outline) restricts the search to it: only ships "
+        "whose outline's centre lies in it are kept, and chips away from it are not read.\n\n"
         "Runs `geosam detect` of your geosam environment; in batch mode give one scene per "
         "row."
     )
