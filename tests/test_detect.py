@@ -322,6 +322,9 @@ def test_cli_detect_names_a_bad_area_file_in_one_line(harbour, trained_model, tm
     base = ["detect", str(scene), "--model", str(trained_model), "-o", str(tmp_path / "x.gpkg")]
     missing = runner.invoke(cli, [*base, "--within", str(tmp_path / "nowhere.gpkg")])
     assert missing.exit_code == 1 and "nowhere.gpkg" in missing.output
+    no_model = [*base[:3], str(tmp_path / "none.pt"), *base[4:]]
+    early = runner.invoke(cli, [*no_model, "--within", str(tmp_path / "nowhere.gpkg")])
+    assert early.exit_code == 1 and "nowhere.gpkg" in early.output  # before the model loads
     points = tmp_path / "points.gpkg"
     frame = gpd.read_file(ships)
     frame.set_geometry(frame.geometry.representative_point()).to_file(points)

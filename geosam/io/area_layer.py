@@ -27,6 +27,8 @@ from geosam.io.footprints import existing_layer
 
 log = logging.getLogger(__name__)
 
+AREA_FIX = "give polygons of where ships may be (water, a harbour outline)"
+
 
 class DetectionArea:
     """The union of a layer's polygons, reprojected to the scene CRS.
@@ -51,8 +53,7 @@ class DetectionArea:
         prefer_layer: str | None = None,
         near: tuple[float, float, float, float] | None = None,
     ) -> None:
-        fix = "give polygons of where ships may be (water, a harbour outline)"
-        p, name = existing_layer(path, layer, prefer_layer, fix)
+        p, name = existing_layer(path, layer, prefer_layer, AREA_FIX)
         layer_crs = pyogrio.read_info(p, layer=name)["crs"]
         if layer_crs is None:
             raise LabelsError(f"{p}: layer {name!r} has no CRS; set the CRS the area is in")

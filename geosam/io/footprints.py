@@ -39,13 +39,19 @@ class FootprintReport:
     dropped_slivers: int = 0
 
 
+def existing_file(path: str | os.PathLike[str], fix: str) -> Path:
+    """`path`, refused with `fix` (what to do) when there is no such file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"{p}: no such file; {fix}")
+    return p
+
+
 def existing_layer(
     path: str | os.PathLike[str], layer: str | None, prefer: str | None, fix: str
 ) -> tuple[Path, str]:
     """The vector file and the layer of it to read; a missing file is refused with `fix`."""
-    p = Path(path)
-    if not p.exists():
-        raise InputNotFoundError(f"{p}: no such file; {fix}")
+    p = existing_file(path, fix)
     return p, pick_layer(p, layer, prefer)
 
 

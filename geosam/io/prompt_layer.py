@@ -18,6 +18,8 @@ from geosam.io.footprints import existing_layer
 
 log = logging.getLogger(__name__)
 
+PROMPTS_FIX = "check the prompts path"
+
 
 class ChipPrompts(NamedTuple):
     """The prompts on one chip, in chip pixels, and the layer row each one comes from.
@@ -52,7 +54,7 @@ class PromptLayer:
         layer: str | None = None,
         prefer_layer: str | None = None,
     ) -> None:
-        p, name = existing_layer(path, layer, prefer_layer, "check the prompts path")
+        p, name = existing_layer(path, layer, prefer_layer, PROMPTS_FIX)
         frame = gpd.read_file(p, layer=name, engine="pyogrio")
         if frame.crs is None:
             raise LabelsError(f"{p}: layer {name!r} has no CRS; set the CRS the prompts are in")

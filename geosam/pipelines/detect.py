@@ -21,8 +21,11 @@ import numpy as np
 from geosam.data.samples import SceneChips
 from geosam.data.scale import native_pixel_size
 from geosam.data.settings import ChipSettings
+from geosam.io.area_layer import AREA_FIX
 from geosam.io.atomic import refuse_existing
+from geosam.io.footprints import existing_file
 from geosam.io.preview import write_mask_raster, write_preview
+from geosam.io.prompt_layer import PROMPTS_FIX
 from geosam.io.ship_attributes import ship_attributes
 from geosam.io.ship_layers import write_ship_layers
 from geosam.io.staging import StagedFiles
@@ -83,6 +86,9 @@ def detect(
     ]
     for target in targets:
         refuse_existing(target, overwrite)
+    for given, fix in ((prompts, PROMPTS_FIX), (within, AREA_FIX)):
+        if given is not None:
+            existing_file(given, fix)  # before a model of gigabytes loads
     names = [Path(scene).stem for scene in scenes]
 
     def report(name: str) -> Callable[[int, int], None]:
