@@ -83,10 +83,12 @@ class DetectionArea:
         The margin keeps whole every ship whose centre lies in the area: a chip that sees
         only the far end of such a ship is still read.
         """
+        if self.empty or not chips:
+            return []
         near = shapely.buffer(self.geometry, margin) if margin > 0 else self.geometry
         shapely.prepare(near)
         boxes = shapely.box(*np.asarray([c.bounds for c in chips], dtype=np.float64).T)
-        hit = shapely.intersects(near, boxes) if len(chips) else np.zeros(0, dtype=bool)
+        hit = shapely.intersects(near, boxes)
         return [chip for chip, keep in zip(chips, hit, strict=True) if keep]
 
     def holds(self, ships: gpd.GeoSeries) -> NDArray[np.bool_]:
