@@ -55,3 +55,11 @@ def test_bad_area_files_are_refused_with_the_file_named(tmp_path):
     points = write_area(tmp_path / "points.gpkg", [shapely.Point(SCENE[0], SCENE[1])])
     with pytest.raises(LabelsError, match="polygons"):
         DetectionArea(points, SCENE_CRS)
+
+
+def test_a_file_of_several_layers_asks_for_the_within_layer_flag(tmp_path):
+    path = write_area(tmp_path / "water.gpkg", [shapely.box(*SCENE)])
+    gpd.GeoDataFrame(geometry=[shapely.box(*SCENE)], crs=SCENE_CRS).to_file(path, layer="lakes")
+    with pytest.raises(LabelsError, match="choose one with --within-layer"):
+        DetectionArea(path, SCENE_CRS)
+    assert not DetectionArea(path, SCENE_CRS, layer="lakes").empty

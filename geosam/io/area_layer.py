@@ -53,7 +53,7 @@ class DetectionArea:
         prefer_layer: str | None = None,
         near: tuple[float, float, float, float] | None = None,
     ) -> None:
-        p, name = existing_layer(path, layer, prefer_layer, AREA_FIX)
+        p, name = existing_layer(path, layer, prefer_layer, AREA_FIX, "--within-layer")
         layer_crs = pyogrio.read_info(p, layer=name)["crs"]
         if layer_crs is None:
             raise LabelsError(f"{p}: layer {name!r} has no CRS; set the CRS the area is in")

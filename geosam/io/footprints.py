@@ -48,14 +48,21 @@ def existing_file(path: str | os.PathLike[str], fix: str) -> Path:
 
 
 def existing_layer(
-    path: str | os.PathLike[str], layer: str | None, prefer: str | None, fix: str
+    path: str | os.PathLike[str],
+    layer: str | None,
+    prefer: str | None,
+    fix: str,
+    flag: str = "--layer",
 ) -> tuple[Path, str]:
-    """The vector file and the layer of it to read; a missing file is refused with `fix`."""
+    """The vector file and the layer of it to read; a missing file is refused with `fix`.
+
+    `flag` is the option that names the layer, for the error when the file has several.
+    """
     p = existing_file(path, fix)
-    return p, pick_layer(p, layer, prefer)
+    return p, pick_layer(p, layer, prefer, flag)
 
 
-def pick_layer(path: Path, layer: str | None, prefer: str | None) -> str:
+def pick_layer(path: Path, layer: str | None, prefer: str | None, flag: str = "--layer") -> str:
     """The layer to read: `layer`, else the only one, else the one named `prefer`."""
     try:
         # Tables without geometry (a GeoPackage's layer_styles) are not footprint layers.
@@ -78,7 +85,7 @@ def pick_layer(path: Path, layer: str | None, prefer: str | None) -> str:
         log.info("%s: using layer %r, named after the scene", path.name, prefer)
         return str(prefer)
     raise LabelsError(
-        f"{path}: has {len(layers)} layers; choose one with --layer ({', '.join(layers)})"
+        f"{path}: has {len(layers)} layers; choose one with {flag} ({', '.join(layers)})"
     )
 
 

@@ -54,7 +54,7 @@ class PromptLayer:
         layer: str | None = None,
         prefer_layer: str | None = None,
     ) -> None:
-        p, name = existing_layer(path, layer, prefer_layer, PROMPTS_FIX)
+        p, name = existing_layer(path, layer, prefer_layer, PROMPTS_FIX, "--prompts-layer")
         frame = gpd.read_file(p, layer=name, engine="pyogrio")
         if frame.crs is None:
             raise LabelsError(f"{p}: layer {name!r} has no CRS; set the CRS the prompts are in")
