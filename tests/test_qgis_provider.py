@@ -572,6 +572,8 @@ def test_detect_ships_within_an_area_keeps_only_ships_in_it(
 ) -> None:
     within = scenario["within"]
     assert within["error"] is None, within["log"]
+    command = next(line for line in within["log"] if line.startswith("COMMAND "))
+    assert " --within " in command and LAYER in command  # the layer went to geosam
     ships = gpd.read_file(scenario["work"] / "within.gpkg", layer=LAYER)
     area = gpd.read_file(data["ships"], layer=LAYER).to_crs(ships.crs).union_all()
     assert len(ships) <= scenario["detect"]["count"]
