@@ -85,10 +85,8 @@ class DetectionArea:
         """
         if self.empty or not chips:
             return []
-        near = shapely.buffer(self.geometry, margin) if margin > 0 else self.geometry
-        shapely.prepare(near)
         boxes = shapely.box(*np.asarray([c.bounds for c in chips], dtype=np.float64).T)
-        hit = shapely.intersects(near, boxes)
+        hit = shapely.dwithin(self.geometry, boxes, margin)
         return [chip for chip, keep in zip(chips, hit, strict=True) if keep]
 
     def holds(self, ships: gpd.GeoSeries) -> NDArray[np.bool_]:

@@ -157,18 +157,22 @@ def open_area(
         return None
     grid = chips.reader.grid
     west, south, east, north = array_bounds(grid.height, grid.width, grid.transform)
-    pad = chips.settings.size * max(abs(grid.transform.a), abs(grid.transform.e))
+    pad = _chip_side(chips)
     near = (west - pad, south - pad, east + pad, north + pad)
     return DetectionArea(path, grid.crs, layer, chips.scene_name, near)
+
+
+def _chip_side(chips: SceneChips) -> float:
+    """A chip's side in the scene's CRS units."""
+    transform = chips.reader.grid.transform
+    return chips.settings.size * max(abs(transform.a), abs(transform.e))
 
 
 def chips_to_detect(chips: SceneChips, area: DetectionArea | None) -> list[Chip]:
     """The scene's chips, or with an area those within half a chip of it."""
     if area is None:
         return list(chips.chips)
-    grid = chips.reader.grid
-    half_chip = chips.settings.size / 2 * max(abs(grid.transform.a), abs(grid.transform.e))
-    selected = area.chips_near(chips.chips, half_chip)
+    selected = area.chips_near(chips.chips, _chip_side(chips) / 2)
     if not selected:
         log.warning(
             "%s: no part of the detection area %s lies on it; its layer is empty",
