@@ -14,6 +14,7 @@ from conftest import one_torch_thread
 
 from geosam.cli.main import cli
 from geosam.errors import ClusterError, DaskMissingError
+from geosam.io.area_layer import DetectionArea
 from geosam.pipelines import detect as detect_module
 from geosam.pipelines import detect_scene as detect_scene_module
 from geosam.pipelines.detect import DetectSettings, detect
@@ -104,14 +105,26 @@ def test_two_local_workers_write_the_in_process_layer(harbour, model, prompts, e
     assert seen == [("harbour", done, 6) for done in range(1, 7)]
 
 
-def test_with_an_area_the_workers_write_the_in_process_layer(harbour, model, prompts, tmp_path):
-    """--within on a cluster: the same chips are sent and the same ships kept as in process."""
+def test_with_an_area_the_workers_write_the_in_process_layer(
+    harbour, model, prompts, tmp_path, monkeypatch
+):
+    """--within on a cluster: the same chips are sent and the same ships kept as in process,
+    and the area file is read once per scene (a country's water layer is not cheap)."""
+    reads: dict[str, int] = {"count": 0}
+    read_area = DetectionArea.__init__
+
+    def counted(self, *args, **kwargs):
+        reads["count"] += 1
+        read_area(self, *args, **kwargs)
+
+    monkeypatch.setattr(DetectionArea, "__init__", counted)
     first = gpd.read_file(prompts).iloc[[0]]
     area = tmp_path / "area.gpkg"
     first.set_geometry(first.geometry.buffer(20.0)).to_file(area)
     totals: dict[str, list[int]] = {"here": [], "there": []}
-    runs = {}
+    runs, area_reads = {}, {}
     for name, cluster in (("here", {}), ("there", {"workers": 2})):
+        before = reads["count"]
         runs[name] = run_detect(
             harbour[0],
             model,
@@ -121,8 +134,10 @@ def test_with_an_area_the_workers_write_the_in_process_layer(harbour, model, pro
             progress=lambda scene, done, total, name=name: totals[name].append(total),
             **cluster,
         )
+        area_reads[name] = reads["count"] - before
     want, got = runs["here"], runs["there"]
     assert_same(got, want)
+    assert area_reads == {"here": 1, "there": 1}
     assert len(want[0]) == 1 and set(totals["here"]) == set(
         totals["there"]
     )  # one ship, from the same chips

@@ -133,10 +133,9 @@ def detect(
                     within,
                     within_layer,
                 )
-                for index, scene_settings, detections in results:
+                for index, scene_settings, detections, area in results:
                     # Reopened with the stretch the workers used: the same pixels for the extras.
                     with SceneChips(scenes[index], settings=scene_settings) as chips:
-                        area = open_area(chips, within, within_layer)
                         grid = chips.reader.grid
                         frame = scene_frame(detections, grid, per_scene[index], area)
                         found[index] = finish(names[index], chips, frame)

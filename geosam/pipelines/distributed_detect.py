@@ -43,6 +43,7 @@ from geosam.data.settings import ChipSettings
 from geosam.errors import ClusterError, DaskMissingError
 from geosam.geometry.grid import Chip
 from geosam.geometry.stitch import Detection
+from geosam.io.area_layer import DetectionArea
 from geosam.io.prompt_layer import PromptLayer
 from geosam.model.device import pick_device
 from geosam.model.predict import ChipPredictor, load_detector
@@ -163,7 +164,7 @@ def detect_on_cluster(
     progress: Sequence[Callable[[int, int], None]] | None = None,
     within: str | os.PathLike[str] | None = None,
     within_layer: str | None = None,
-) -> Iterator[tuple[int, ChipSettings, list[Detection]]]:
+) -> Iterator[tuple[int, ChipSettings, list[Detection], DetectionArea | None]]:
     """Detections of every scene, computed by the cluster's workers, one scene at a time.
 
     Every batch of every scene is submitted first (each scene is opened here once to resolve
@@ -179,27 +180,30 @@ def detect_on_cluster(
         prompts: prompt layer path, or None.
         prompts_layer: layer of `prompts`.
         progress: per scene, `progress(done, total)` with the chips done so far.
-        within: detection area (polygons), or None: only chips near it are sent; the ships
-            outside it are dropped after stitching (`scene_frame`).
+        within: detection area (polygons), or None: only chips near it are sent. It is read
+            once per scene and yielded with the scene's detections, so that the caller drops
+            the ships outside it (`scene_frame`) without reading a large layer again.
         within_layer: layer of `within`.
 
     Yields:
         (scene index, the chip settings the workers used, the scene's detections in batch
-        order, ready for `geosam.geometry.stitch.stitch`), each scene once all its batches
-        are back, in the order scenes finish.
+        order, ready for `geosam.geometry.stitch.stitch`, and the scene's detection area or
+        None), each scene once all its batches are back, in the order scenes finish.
     """
     distributed = _distributed()
     run = uuid.uuid4().hex[:8]
     pending = distributed.as_completed()
     where: dict[Future[list[Detection]], tuple[int, int, int]] = {}  # (scene, batch, chips)
     resolved: list[ChipSettings] = []
+    areas: list[DetectionArea | None] = []
     counts: list[int] = []
     totals: list[int] = []
     for index, scene in enumerate(scenes):
         # Resolve bands and stretch once here, so every worker reads the same pixels.
         with SceneChips(scene, settings=chip_settings) as chips:
             resolved.append(chips.settings)
-            grid = chips_to_detect(chips, open_area(chips, within, within_layer))
+            areas.append(open_area(chips, within, within_layer))
+            grid = chips_to_detect(chips, areas[index])
         batches = chip_batches(grid, settings[index].batch_chips)
         counts.append(len(batches))
         totals.append(len(grid))
@@ -230,7 +234,7 @@ def detect_on_cluster(
     done = [0] * len(scenes)
     for index in range(len(scenes)):
         if counts[index] == 0:
-            yield index, resolved[index], []
+            yield index, resolved[index], [], areas[index]
     for future in pending:
         index, number, size = where.pop(future)
         try:
@@ -250,7 +254,7 @@ def detect_on_cluster(
         if len(results[index]) == counts[index]:
             ordered = [d for b in range(counts[index]) for d in results[index][b]]
             results[index] = {}
-            yield index, resolved[index], ordered
+            yield index, resolved[index], ordered, areas[index]
 
 
 def detect_batch(task: BatchTask) -> list[Detection]:
