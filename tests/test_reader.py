@@ -106,10 +106,9 @@ def test_uint16_stretch_is_one_per_scene(tmp_path):
         stretch = reader.stretch
         assert stretch is not None and stretch.bands == (1, 2, 3)
         left, right = (reader.read(chip).image for chip in reader.chips(64, 0))
-    # Percentiles over the whole scene, not per chip.
-    for i in range(3):
-        lo, hi = np.percentile(data[i].astype(float), [2, 98])
-        assert stretch.low[i] == pytest.approx(lo) and stretch.high[i] == pytest.approx(hi)
+    # Percentiles over the whole scene, not per chip, and over its three bands together.
+    lo, hi = np.percentile(data.astype(float), [2, 98])
+    assert stretch.low == pytest.approx((lo,) * 3) and stretch.high == pytest.approx((hi,) * 3)
     # The same raw value maps to the same uint8 value in both chips (a per-chip stretch would
     # put 1500 at the top of the dim chip and in the middle of the bright one).
     np.testing.assert_array_equal(left[:, 10:20, 10:20], right[:, 10:20, 10:20])
@@ -257,21 +256,44 @@ def test_lookup_table_stretch_equals_the_arithmetic_one(dtype):
     np.testing.assert_array_equal(stretch.apply(pixels), stretch.scale(pixels))
 
 
+@pytest.mark.parametrize("per_band", [False, True])
 @pytest.mark.parametrize("dtype", ["uint16", "int16", "float32"])
-def test_estimated_percentiles_equal_numpy_on_the_sampled_pixels(tmp_path, dtype):
+def test_estimated_percentiles_equal_numpy_on_the_sampled_pixels(tmp_path, dtype, per_band):
     rng = np.random.default_rng(2)
     data = rng.integers(-3000, 9000, (3, 90, 70)).astype(dtype)
     if dtype == "uint16":
         data = np.abs(data.astype(np.int32)).astype(dtype)
+    data[1] += 900  # bands of different ranges: pooled and per band differ
     data[:, :5, :5] = 7  # nodata corner, left out
     path = write_raster(tmp_path / "s.tif", data, nodata=7)
-    with SceneReader(path) as reader:
+    with SceneReader(path, per_band_stretch=per_band) as reader:
         stretch = reader.stretch
+    pooled = np.percentile(data[data != 7].astype(float), [2, 98])
     for i in range(3):
         values = data[i][data[i] != 7].astype(float)
-        lo, hi = np.percentile(values, [2, 98])
+        lo, hi = np.percentile(values, [2, 98]) if per_band else pooled
         assert stretch.low[i] == pytest.approx(lo, abs=1e-9)
         assert stretch.high[i] == pytest.approx(hi, abs=1e-9)
+
+
+def test_the_default_stretch_keeps_grey_grey_and_per_band_does_not(tmp_path):
+    """Bands of different ranges (a dim blue, as over water): one shared stretch keeps a
+    pixel whose bands are equal neutral, as an 8-bit product shows it; per band tints it."""
+    rng = np.random.default_rng(4)
+    data = np.stack(
+        [
+            rng.integers(200, 4000, (64, 64)),
+            rng.integers(200, 3000, (64, 64)),
+            rng.integers(100, 1500, (64, 64)),
+        ]
+    ).astype(np.uint16)
+    data[:, 30:34, 30:34] = 1200  # a grey roof
+    path = write_raster(tmp_path / "s.tif", data)
+    for per_band, neutral in ((False, True), (True, False)):
+        with SceneReader(path, per_band_stretch=per_band) as reader:
+            image = reader.read(reader.chips(64, 0)[0]).image
+        grey = image[:, 31, 31].astype(int)
+        assert (np.ptp(grey) == 0) == neutral, (per_band, grey)
 
 
 def nodata_scene(tmp_path, width, height, count, dtype):

@@ -251,6 +251,26 @@ def uint16_scene(tmp_path, name="u16.tif"):
     return write_raster(tmp_path / name, data), data
 
 
+def test_per_band_stretch_is_recorded_and_a_record_without_it_reads_per_band(tmp_path):
+    scene, data = uint16_scene(tmp_path)
+    data[2] //= 3  # a dim third band: pooled and per-band percentiles differ
+    write_raster(scene, data)
+    stretches = {}
+    for flag in ("", "--per-band-stretch"):
+        out = tmp_path / f"out{flag}"
+        ok(tile(scene, out, "--size", 64, "--overlap", 16, *([flag] if flag else [])))
+        meta = json.loads((out / "metadata.json").read_text())
+        assert meta["settings"]["per_band_stretch"] == bool(flag)
+        stretches[flag] = meta["stretch"]
+    assert len(set(stretches[""]["low"])) == 1 and len(set(stretches[""]["high"])) == 1
+    assert len(set(stretches["--per-band-stretch"]["high"])) == 3
+    # A model or tile folder recorded before the setting existed was stretched per band.
+    record = ChipSettings().to_dict()
+    assert ChipSettings.from_dict(record).per_band_stretch is False
+    del record["per_band_stretch"]
+    assert ChipSettings.from_dict(record).per_band_stretch is True
+
+
 def test_recorded_stretch_reproduces_identical_chips(tmp_path):
     scene, _ = uint16_scene(tmp_path)
     first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"

@@ -143,3 +143,35 @@ def test_landsat_nodata_border_is_honoured(tmp_path):
         np.testing.assert_array_equal((pixels == 0).all(axis=0), nodata)
         np.testing.assert_array_equal(pixels, data[(slice(None), *window)])
         assert row.valid_fraction == pytest.approx(1 - nodata.mean(), abs=1e-6)
+
+
+def test_the_default_stretch_of_raw_busan_keeps_the_products_colours():
+    """The raw 16-bit scene, stretched by default, is coloured as the 8-bit product of the
+    same place (one gain for every band): its blue stays darker than its red, as there. A
+    stretch per band brightens the dim blue band to the others' level and tints it all."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    from geosam.io.reader import SceneReader
+
+    raw = shared_path(SHIPS_DEV / "s2_busan_raw_rgbn_uint16.tif")
+    product = shared_path(SHIPS_DEV / "s2_busan.tif")
+    ratios = {}
+    for per_band in (False, True):
+        with SceneReader(raw, bands=(1, 2, 3), per_band_stretch=per_band) as reader:
+            stretched = reader.read_overview(512)
+            grid = reader.grid
+        with (
+            rasterio.open(product) as src,
+            WarpedVRT(
+                src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height
+            ) as vrt,
+        ):
+            seen = vrt.read(out_shape=stretched.shape, resampling=Resampling.average)
+        on_scene = seen.sum(axis=0) > 0
+        means = stretched[:, on_scene].mean(axis=1)
+        ratios[per_band] = (means[1] / means[0], means[2] / means[0])  # green, blue to red
+        truth = seen[:, on_scene].mean(axis=1)
+        ratios["product"] = (truth[1] / truth[0], truth[2] / truth[0])
+    assert np.allclose(ratios[False], ratios["product"], atol=0.03), ratios
+    assert ratios[True][1] > ratios["product"][1] + 0.1, ratios  # per band: a bluer scene

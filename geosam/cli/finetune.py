@@ -10,7 +10,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from geosam.cli.options import device_opt, overwrite_opt, seed_opt
+from geosam.cli.options import device_opt, overwrite_opt, per_band_stretch_opt, seed_opt
 from geosam.cli.progress import emit_json, progress_mode
 from geosam.data.prompts import PromptSettings
 from geosam.data.settings import ChipSettings
@@ -171,6 +171,7 @@ from geosam.pipelines.validation import thresholds_text
     "ships are short in pixels are read finer, by the whole factor (at most 4) that brings "
     "their median ship nearest 48 px (10 m Sentinel-2 ports: 3.3 m); detect reads alike.",
 )
+@per_band_stretch_opt
 @device_opt
 @click.option("--no-cache", is_flag=True, help="Do not keep image embeddings on disk.")
 @seed_opt
@@ -203,6 +204,7 @@ def finetune_cmd(
     overlap: int | None,
     bands: str | None,
     gsd: float | None,
+    per_band_stretch: bool,
     device: str,
     no_cache: bool,
     seed: int,
@@ -260,6 +262,7 @@ def finetune_cmd(
         overlap=size // 8 if overlap is None else overlap,
         bands=parse_bands(bands) if bands else None,
         gsd=gsd,
+        per_band_stretch=per_band_stretch,
     )
     settings = FinetuneSettings(
         model_type=model_type,

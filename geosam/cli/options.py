@@ -28,6 +28,14 @@ seed_opt = click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for reproducible results."
 )
 
+per_band_stretch_opt = click.option(
+    "--per-band-stretch",
+    is_flag=True,
+    help="Stretch each band between its own percentiles (for false-colour composites whose "
+    "bands differ in range). By default the three bands share one low and one high value, "
+    "so colours keep their balance as in an 8-bit product.",
+)
+
 
 def chip_options(func: F) -> F:
     """Options that decide what a chip looks like (size, overlap, bands, stretch, ...)."""
@@ -83,6 +91,7 @@ def chip_options(func: F) -> F:
             metavar="LOW HIGH",
             help="Percentiles of the per-scene stretch for 16-bit and float data.",
         ),
+        per_band_stretch_opt,
         click.option(
             "--min-visible",
             type=click.FloatRange(0, 1),

@@ -23,6 +23,7 @@ def build_settings(
     gsd: float | None,
     stretch_file: str | None,
     percentiles: tuple[float, float],
+    per_band_stretch: bool,
     min_visible: float,
 ) -> ChipSettings:
     """Chip settings from the shared chip options."""
@@ -34,6 +35,7 @@ def build_settings(
         gsd=gsd,
         stretch=load_stretch(stretch_file) if stretch_file else None,
         percentiles=(float(percentiles[0]), float(percentiles[1])),
+        per_band_stretch=per_band_stretch,
         min_visible=min_visible,
     )
 

@@ -75,7 +75,9 @@ class SceneChips:
     ) -> None:
         s = settings or ChipSettings()
         gsd = s.gsd if s.gsd is not None else gsd_for_scene(scene, s.scale_rule)
-        self.reader = SceneReader(scene, s.bands, s.nodata, gsd, s.stretch, s.percentiles)
+        self.reader = SceneReader(
+            scene, s.bands, s.nodata, gsd, s.stretch, s.percentiles, s.per_band_stretch
+        )
         # Record what was resolved (default bands, estimated stretch) so it can be replayed.
         self.settings = replace(s, bands=self.reader.bands, stretch=self.reader.stretch)
         try:

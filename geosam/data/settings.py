@@ -26,6 +26,9 @@ class ChipSettings:
         gsd: resample on read to this ground sample distance (CRS units per pixel).
         stretch: a recorded stretch; None estimates one per scene for non-uint8 data.
         percentiles: low and high percentiles of an estimated stretch.
+        per_band_stretch: estimate each band's percentiles on its own instead of one pair for
+            all bands (`geosam.io.stretch`); records made before the setting existed read
+            as True, as they were made.
         min_visible: drop a ship cut by a chip edge when less of its area than this is on the chip.
         scale_rule: (native pixel size, upsampling factor) of each training scene; with no
             `gsd`, a scene is read upsampled by the factor of the nearest entry
@@ -39,6 +42,7 @@ class ChipSettings:
     gsd: float | None = None
     stretch: Stretch | None = None
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    per_band_stretch: bool = False
     min_visible: float = DEFAULT_MIN_VISIBLE
     scale_rule: tuple[tuple[float, int], ...] = ()
 
@@ -64,6 +68,7 @@ class ChipSettings:
             gsd=data.get("gsd"),
             stretch=stretch,
             percentiles=tuple(data.get("percentiles", DEFAULT_PERCENTILES)),  # type: ignore[arg-type]
+            per_band_stretch=bool(data.get("per_band_stretch", True)),
             min_visible=float(data.get("min_visible", DEFAULT_MIN_VISIBLE)),
             scale_rule=tuple((float(r), int(f)) for r, f in data.get("scale_rule", ())),
         )

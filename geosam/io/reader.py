@@ -102,6 +102,7 @@ class SceneReader:
         gsd: resample on read to this many CRS units per pixel.
         stretch: a recorded stretch to reuse; default: none for uint8, else estimated.
         percentiles: low/high percentiles for an estimated stretch.
+        per_band_stretch: estimate each band's percentiles on its own (see `geosam.io.stretch`).
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class SceneReader:
         gsd: float | None = None,
         stretch: Stretch | None = None,
         percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+        per_band_stretch: bool = False,
     ) -> None:
         self.path = Path(path)
         self._src = open_scene(self.path)
@@ -131,7 +133,9 @@ class SceneReader:
             self.dtype = np.dtype(self._src.dtypes[self.bands[0] - 1])
             if stretch is None and self.dtype != np.uint8:
                 try:
-                    stretch = estimate_stretch(self._dataset, self.bands, self.nodata, percentiles)
+                    stretch = estimate_stretch(
+                        self._dataset, self.bands, self.nodata, percentiles, per_band_stretch
+                    )
                 except RasterioError as exc:
                     raise self.read_failed(exc, "its overview (for the stretch)") from exc
                 log.info("%s: %s stretched to uint8 with %s", self.path.name, self.dtype, stretch)

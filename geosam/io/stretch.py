@@ -1,10 +1,14 @@
 """One band stretch per scene, so every chip (and training and detection) sees the same pixels.
 
-uint8 scenes pass through unchanged. Other data types are mapped linearly to uint8 between
-per-band low and high percentiles (default 2 and 98). The percentiles are estimated once per
-scene from a sample of windows spread over it (never per chip, which would make neighbouring
-chips disagree), and the resulting values are recorded as JSON so they can be given back with
-`--stretch FILE` on another run.
+uint8 scenes pass through unchanged. Other data types are mapped linearly to uint8 between a
+low and a high percentile (default 2 and 98) of the three chip bands' values pooled, the same
+for every band, so colours keep their balance as in an 8-bit product (Sentinel-2's true-colour
+image, aerial photographs): per band, each band's own percentiles would shift the hue with
+what the scene holds (much water, much land), and a model sees colours unlike those it trained
+on. `per_band` gives each band its own percentiles (false-colour composites whose bands differ
+in range). The percentiles are estimated once per scene from a sample of windows spread over
+it (never per chip, which would make neighbouring chips disagree), and the resulting values
+are recorded as JSON so they can be given back with `--stretch FILE` on another run.
 """
 
 from __future__ import annotations
@@ -156,11 +160,14 @@ def estimate_stretch(
     bands: tuple[int, int, int],
     nodata: float | None,
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    per_band: bool = False,
 ) -> Stretch:
-    """Estimate per-band percentiles from a sample of windows, ignoring nodata and NaN.
+    """Estimate the percentiles from a sample of windows, ignoring nodata and NaN.
 
-    Integer data of up to 16 bits is counted in a histogram per band, whose percentiles are
-    exactly numpy's (linear interpolation) without sorting millions of values.
+    With `per_band` each band gets its own; otherwise the bands' values are pooled and every
+    band gets the same (see the module docstring). Integer data of up to 16 bits is counted in
+    a histogram per band, whose percentiles are exactly numpy's (linear interpolation) without
+    sorting millions of values.
     """
     low_p, high_p = percentiles
     if not 0 <= low_p < high_p <= 100:
@@ -190,9 +197,12 @@ def estimate_stretch(
                 )
             else:
                 samples[band].append(values[keep].astype(np.float64))
+    if not per_band:  # one pool under the first band's name, copied to the others below
+        histograms = {unique[0]: sum(histograms.values(), np.zeros(2**16, dtype=np.int64))}
+        samples = {unique[0]: [v for b in unique for v in samples[b]]}
     low: dict[int, float] = {}
     high: dict[int, float] = {}
-    for band in unique:
+    for band in histograms:
         if counted:
             found = _histogram_percentiles(histograms[band], (low_p, high_p))
             lo, hi = (v - offset for v in found) if found else (None, None)
@@ -203,6 +213,9 @@ def estimate_stretch(
             low[band], high[band] = 0.0, 1.0
             continue
         low[band], high[band] = float(lo), float(max(hi, lo + 1e-6))
+    for band in unique:
+        low.setdefault(band, low[unique[0]])
+        high.setdefault(band, high[unique[0]])
     return Stretch(
         bands=bands,
         low=tuple(low[b] for b in bands),

@@ -160,6 +160,13 @@ class Finetune(GeosamAlgorithm):
             )
         )
         self.advanced(
+            QgsProcessingParameterBoolean(
+                "PER_BAND_STRETCH",
+                self.tr("Stretch each band on its own (false-colour composites)"),
+                False,
+            )
+        )
+        self.advanced(
             QgsProcessingParameterFile(
                 "CHECKPOINT",
                 self.tr("Official SAM checkpoint (empty: the cache)"),
@@ -256,6 +263,8 @@ class Finetune(GeosamAlgorithm):
         bands = self.parameterAsString(parameters, "BANDS", context).strip()
         if bands:
             args += ["--bands", bands]
+        if self.parameterAsBool(parameters, "PER_BAND_STRETCH", context):
+            args.append("--per-band-stretch")
         checkpoint = self.parameterAsFile(parameters, "CHECKPOINT", context)
         if checkpoint:
             args += ["--checkpoint", checkpoint]

@@ -112,6 +112,13 @@ class TileScene(GeosamAlgorithm):
                 maxValue=1.0,
             )
         )
+        self.advanced(
+            QgsProcessingParameterBoolean(
+                "PER_BAND_STRETCH",
+                self.tr("Stretch each band on its own (false-colour composites)"),
+                False,
+            )
+        )
         self.advanced(QgsProcessingParameterBoolean("COCO", self.tr("Also write COCO"), False))
         self.advanced(
             QgsProcessingParameterEnum(
@@ -162,6 +169,8 @@ class TileScene(GeosamAlgorithm):
             "--compress",
             CODECS[self.parameterAsEnum(parameters, "COMPRESS", context)],
         ]
+        if self.parameterAsBool(parameters, "PER_BAND_STRETCH", context):
+            args.append("--per-band-stretch")
         if self.parameterAsBool(parameters, "COCO", context):
             args.append("--coco")
         if self.parameterAsBool(parameters, "OVERWRITE", context):
