@@ -197,25 +197,21 @@ def estimate_stretch(
                 )
             else:
                 samples[band].append(values[keep].astype(np.float64))
-    if not per_band:  # one pool under the first band's name, copied to the others below
-        histograms = {unique[0]: sum(histograms.values(), np.zeros(2**16, dtype=np.int64))}
-        samples = {unique[0]: [v for b in unique for v in samples[b]]}
     low: dict[int, float] = {}
     high: dict[int, float] = {}
-    for band in histograms:
+    # Each band its own group, or all bands one group: one pair of percentiles per group.
+    for group in [[b] for b in unique] if per_band else [unique]:
         if counted:
-            found = _histogram_percentiles(histograms[band], (low_p, high_p))
+            counts = np.sum([histograms[b] for b in group], axis=0)
+            found = _histogram_percentiles(counts, (low_p, high_p))
             lo, hi = (v - offset for v in found) if found else (None, None)
         else:
-            values = np.concatenate(samples[band]) if samples[band] else np.empty(0)
+            pooled = [v for b in group for v in samples[b]]
+            values = np.concatenate(pooled) if pooled else np.empty(0)
             lo, hi = np.percentile(values, [low_p, high_p]) if values.size else (None, None)
-        if lo is None or hi is None:
-            low[band], high[band] = 0.0, 1.0
-            continue
-        low[band], high[band] = float(lo), float(max(hi, lo + 1e-6))
-    for band in unique:
-        low.setdefault(band, low[unique[0]])
-        high.setdefault(band, high[unique[0]])
+        pair = (0.0, 1.0) if lo is None or hi is None else (float(lo), float(max(hi, lo + 1e-6)))
+        for band in group:
+            low[band], high[band] = pair
     return Stretch(
         bands=bands,
         low=tuple(low[b] for b in bands),
