@@ -211,11 +211,11 @@ def test_gsd_keeps_nodata_out_of_the_resampling(tmp_path, file_nodata, nodata):
     assert (got.image[:, :, 20:] == 200).all()  # never blended with the nodata value
 
 
-def test_gsd_on_a_geographic_scene_is_refused(make_scene):
+def test_one_gsd_in_degrees_is_refused(make_scene):
     path = make_scene(
         width=32, height=32, crs="EPSG:4326", transform=Affine(1e-4, 0, 15.0, 0, -1e-4, 36.0)
     )
-    with pytest.raises(SceneError, match="geographic"):
+    with pytest.raises(SceneError, match=r"geographic \(degrees\): give the read size as \(x, y\)"):
         SceneReader(path, gsd=10.0)
     with SceneReader(path) as reader:  # without --gsd a geographic scene is fine
         assert reader.chips(32, 0)[0].transform == Affine(1e-4, 0, 15.0, 0, -1e-4, 36.0)

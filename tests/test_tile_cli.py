@@ -350,6 +350,27 @@ def test_nodata_chips_are_skipped_and_valid_fraction_recorded(tmp_path):
     assert sorted(p.name for p in (out / "chips").iterdir()) == ["r000000_c000000.tif"]
 
 
+def test_gsd_is_ground_metres_on_a_lon_lat_scene(make_scene, tmp_path):
+    """`--gsd 5` on a lon/lat scene at 36 deg: chip pixels 5 m wide and tall on the ground."""
+    from geosam.data.scale import ground_pixel_size
+
+    scene = make_scene(
+        width=100,
+        height=100,
+        name="ll.tif",
+        crs="EPSG:4326",
+        transform=Affine(1e-4, 0, 15, 0, -1e-4, 36),
+    )
+    out = tmp_path / "out"
+    ok(tile(scene, out, "--gsd", 5, "--size", 64, "--overlap", 0))
+    chip = next((out / "chips").iterdir())
+    pixel = ground_pixel_size(chip)
+    assert pixel is not None and pixel.along == pytest.approx((5.0, 5.0), rel=1e-3)
+    # The scene's 9.0 x 11.1 m pixels become about 1.8 x 2.2 read pixels each.
+    meta = json.loads((out / "metadata.json").read_text())
+    assert (meta["grid"]["width"], meta["grid"]["height"]) == (181, 222)
+
+
 def test_gsd_chips_have_the_target_pixel_size(make_scene, tmp_path):
     scene = make_scene(width=300, height=200)
     out = tmp_path / "out"
@@ -388,9 +409,6 @@ def bad_inputs(tmp_path, make_scene, make_layer):
     uint8_meta.write_text(json.dumps({"stretch": None}))
     empty = tmp_path / "empty.gpkg"
     gpd.GeoDataFrame({"id": []}, geometry=[], crs=UTM33).to_file(empty, engine="pyogrio")
-    geographic = make_scene(
-        name="ll.tif", crs="EPSG:4326", transform=Affine(1e-4, 0, 15, 0, -1e-4, 36)
-    )
     return {
         "missing": (tmp_path / "nope.tif", [], f"{tmp_path / 'nope.tif'}: no such file"),
         "not a raster": (text, [], f"{text}: not a raster GDAL can read"),
@@ -439,7 +457,6 @@ def bad_inputs(tmp_path, make_scene, make_layer):
         ),
         "bands count": (scene, ["--bands", "1,2"], "give one band (repeated to three) or three"),
         "bands text": (scene, ["--bands", "red"], "expected 1-based band numbers"),
-        "gsd geographic": (geographic, ["--gsd", 10], "is geographic (degrees)"),
         "stretch missing": (
             scene,
             ["--stretch", tmp_path / "nope.json"],
@@ -478,7 +495,6 @@ def bad_inputs(tmp_path, make_scene, make_layer):
         "bands range",
         "bands count",
         "bands text",
-        "gsd geographic",
         "stretch missing",
         "stretch of a uint8 run",
         "percentiles",

@@ -1,5 +1,7 @@
 """Training data: the scene/labels manifest and chips of several scenes in their own CRSs."""
 
+import math
+
 import numpy as np
 import pytest
 import shapely
@@ -170,18 +172,22 @@ def test_scale_rule_reads_small_ships_finer_per_pixel_size(make_scene, make_laye
         ]
         pairs.append(TrainingPair(scene, make_layer(ships, name=f"{name}.gpkg")))
     rule = with_scale_rule(pairs, SETTINGS).scale_rule
-    assert rule == ((0.5, 1), (2.0, 3))  # 40 px: as is; median 18 px: x3 (54 px)
+    # Ground pixel sizes: UTM's grid is 0.9996 of the ground at its central meridian.
+    assert [factor for _, factor in rule] == [1, 3]  # 40 px: as is; median 18 px: x3 (54 px)
+    assert [size for size, _ in rule] == pytest.approx([0.5 / 0.9996, 2.0 / 0.9996], rel=1e-5)
 
 
 def test_scenes_of_one_sensor_share_a_pixel_size_and_chips_carry_it(make_scene, make_layer):
-    """10 m in UTM and 10.003 m in Web Mercator are one sensor; 0.5 m another; degrees none."""
+    """10 m in UTM, on a Web Mercator grid at 34 deg (8.3 m of ground) and 1e-4 deg at 45 deg
+    (7.9 x 11.1 m) are one sensor; 0.5 m another; 10 m of Web Mercator at 60 deg (5 m) a third."""
     from geosam.pipelines.training_data import sensor_pixel_sizes
 
     transforms = {
         "utm10": ("EPSG:32633", Affine(10.0, 0, 500000.0, 0, -10.0, 4000000.0)),
-        "merc10": ("EPSG:3857", Affine(10.003, 0, 1e6, 0, -10.003, 5e6)),
+        "merc10": ("EPSG:3857", Affine(10.003, 0, 1e6, 0, -10.003, 4e6)),
         "aerial": ("EPSG:32633", Affine(0.5, 0, 500000.0, 0, -0.5, 4000000.0)),
         "lonlat": ("EPSG:4326", Affine(1e-4, 0, 10.0, 0, -1e-4, 45.0)),
+        "merc60": ("EPSG:3857", Affine(10.0, 0, 1e6, 0, -10.0, 8.4e6)),
     }
     pairs = []
     for name, (crs, transform) in transforms.items():
@@ -190,11 +196,11 @@ def test_scenes_of_one_sensor_share_a_pixel_size_and_chips_carry_it(make_scene, 
         x1, y1 = transform @ (30, 16)
         ship = shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
         pairs.append(TrainingPair(scene, make_layer([ship], crs=crs, name=f"{name}.gpkg")))
-    assert sensor_pixel_sizes(pairs) == [10.0, 10.0, 0.5, None]
+    utm = 10.0 / 0.9996  # the ground under UTM's 10 m at its central meridian
+    _, lat60 = TO_LONLAT.transform(1e6 + 320, 8.4e6 - 320)  # merc60's centre
+    merc60 = 10.0 * math.cos(math.radians(lat60))
+    sizes = sensor_pixel_sizes(pairs)
+    # (Web Mercator is spherical: on the ellipsoid its ground differs by up to 0.3 %.)
+    assert sizes == pytest.approx([utm, utm, 0.5 / 0.9996, utm, merc60], rel=3e-3)
     chips, _ = load_training_chips(pairs, SETTINGS)
-    assert {c.scene: c.pixel_size for c in chips} == {
-        "utm10": 10.0,
-        "merc10": 10.0,
-        "aerial": 0.5,
-        "lonlat": None,
-    }
+    assert {c.scene: c.pixel_size for c in chips} == dict(zip(transforms, sizes))

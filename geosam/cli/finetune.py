@@ -167,9 +167,10 @@ from geosam.pipelines.validation import thresholds_text
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     metavar="METRES",
-    help="Resample scenes on read to this ground sample distance. Default: scenes whose "
-    "ships are short in pixels are read finer, by the whole factor (at most 4) that brings "
-    "their median ship nearest 48 px (10 m Sentinel-2 ports: 3.3 m); detect reads alike.",
+    help="Resample scenes on read to this ground sample distance in metres (any CRS). "
+    "Default: scenes whose ships are short in pixels are read finer, by the whole factor (at "
+    "most 4) that brings their median ship nearest 48 px (10 m Sentinel-2 ports: 3.3 m); "
+    "detect reads alike.",
 )
 @per_band_stretch_opt
 @device_opt

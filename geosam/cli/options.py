@@ -72,8 +72,9 @@ def chip_options(func: F) -> F:
             type=click.FloatRange(min=0, min_open=True),
             default=None,
             metavar="METRES",
-            help="Resample on read to this ground sample distance, e.g. 2.5 for "
-            "10 m Sentinel-2 so small ships span more pixels.",
+            help="Resample on read to this ground sample distance in metres (any CRS: "
+            "Web Mercator and lon/lat scenes too), e.g. 2.5 for 10 m Sentinel-2 so small "
+            "ships span more pixels.",
         ),
         click.option(
             "--stretch",

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geosam.data.labels import ChipLabeler, ChipLabels
-from geosam.data.scale import gsd_for_scene
+from geosam.data.scale import gsd_for_scene, resolution_for_gsd
 from geosam.data.settings import ChipSettings
 from geosam.geometry.grid import Chip
 from geosam.io.footprints import FootprintReport, read_footprints
@@ -74,7 +74,10 @@ class SceneChips:
         settings: ChipSettings | None = None,
     ) -> None:
         s = settings or ChipSettings()
-        gsd = s.gsd if s.gsd is not None else gsd_for_scene(scene, s.scale_rule)
+        if s.gsd is not None:
+            gsd = resolution_for_gsd(scene, s.gsd)
+        else:
+            gsd = gsd_for_scene(scene, s.scale_rule)
         self.reader = SceneReader(
             scene, s.bands, s.nodata, gsd, s.stretch, s.percentiles, s.per_band_stretch
         )

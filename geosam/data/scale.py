@@ -2,15 +2,20 @@
 
 A 10 m Sentinel-2 ship is 10-20 pixels long and 3-5 wide: at `tiny`'s stride of 8 px it
 spans one or two embedding cells, and its outline is decided on a 2 px grid. The choice is
-made from the footprints: scenes of one pixel size are read finer by the whole factor (at
-most `MAX_FACTOR`) that brings their median ship nearest `TARGET_SHIP_PX` long, and never
+made from the footprints: scenes of one sensor are read finer by the whole factor (at most
+`MAX_FACTOR`) that brings their median ship nearest `TARGET_SHIP_PX` long, and never
 coarser. Prompt-free detection on the dev Sentinel-2 ports (median ship 19 px) learned
 almost nothing at 10 m and best at 3.3 m (`bench/RESULTS.md`, section 6); the dev marina's
 yachts (38 px) and the demo's boats (43 px) are read as they are. Training records each
-scene's (native pixel size, factor) as the chip settings' ``scale_rule``; any scene read
-later with those settings, in training or in `detect`, takes the factor of the training
-scene closest to it in pixel size, so a new Sentinel-2 scene is read the way the Sentinel-2
-scenes it learned from were.
+sensor's (ground pixel size, factor) as the chip settings' ``scale_rule``; any scene read
+later with those settings, in training or in `detect`, is read at the ground pixel size of
+the sensor closest to it, so a new Sentinel-2 scene is read the way the Sentinel-2 scenes it
+learned from were.
+
+Pixel sizes here are metres on the ground at the scene's centre, whatever the CRS: a Web
+Mercator grid's "10 m" pixels cover 10 x cos(latitude) m of ground (8.3 m at Casablanca),
+and a lon/lat grid's pixels are degrees. Ships keep their size in metres, so a scene on such
+a grid is resampled to the ground pixel size its sensor was trained at, not to its CRS units.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ import logging
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import geopandas as gpd
 import numpy as np
 import rasterio
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError, ProjError
 from rasterio.errors import RasterioError
 
 from geosam.io.footprints import read_footprints
@@ -33,43 +41,109 @@ log = logging.getLogger(__name__)
 
 TARGET_SHIP_PX = 48
 MAX_FACTOR = 4
+SENSOR_TOLERANCE = 1.25
+"""Scenes whose ground pixel sizes are within this ratio are one sensor. Web Mercator grids
+of one sensor shrink their ground pixels by cos(latitude): 17 % at Casablanca, 25 % at 37 deg."""
+SAME_GRID_TOLERANCE = 0.05
+"""A scene within 5 % of its sensor's ground pixel size is read by the whole factor on its own
+grid (UTM's scale varies by 0.1 % across a zone), keeping each pixel's footprint exact."""
 
 ScaleRule = tuple[tuple[float, int], ...]
-"""(native pixel size in CRS units, upsampling factor) per training scene."""
+"""(ground pixel size in metres, upsampling factor) per sensor of the training scenes."""
+Resolution = tuple[float, float]
+"""Pixel size along x and y in CRS units."""
 
 
-def median_ship_length_px(
-    scene: str | os.PathLike[str], labels: str | os.PathLike[str], layer: str | None
-) -> tuple[float, float] | None:
-    """(native pixel size, median ship length in pixels) of a scene, or None if unknown.
+@dataclass(frozen=True)
+class GroundPixel:
+    """One pixel of a scene: its size in CRS units and on the ground, along x and y."""
 
-    A ship's length is the long side of its minimum rotated rectangle. Scenes in a
-    geographic CRS are left alone (resampling them by pixel size would mix degrees and
-    metres), as are scenes whose footprints cannot be read here (the caller reports why).
+    res: Resolution
+    along: tuple[float, float]
+    """Geodesic metres spanned along x and along y."""
+
+    @property
+    def metres(self) -> float:
+        """The pixel's ground size: the geometric mean of its width and height in metres."""
+        return math.sqrt(self.along[0] * self.along[1])
+
+    def resolution_for(self, metres: float) -> Resolution:
+        """CRS units per pixel along x and y that make pixels `metres` wide on the ground."""
+        return (
+            self.res[0] * metres / self.along[0],
+            self.res[1] * metres / self.along[1],
+        )
+
+
+def ground_pixel_size(scene: str | os.PathLike[str]) -> GroundPixel | None:
+    """A scene's pixel, measured on the ground at the scene's centre (geodesic metres).
+
+    None when the scene cannot be read or its CRS has no ellipsoid.
     """
     try:
         with rasterio.open(scene) as src:
-            crs, res = src.crs, float(abs(src.res[0]))
+            crs, transform, width, height = src.crs, src.transform, src.width, src.height
     except (RasterioError, OSError):
         return None
-    if crs is None or CRS.from_user_input(crs).is_geographic:
+    if crs is None:
+        return None
+    try:
+        geodetic = CRS.from_user_input(crs).geodetic_crs
+        geod = None if geodetic is None else geodetic.get_geod()
+        if geodetic is None or geod is None:
+            return None
+        to_lonlat = Transformer.from_crs(CRS.from_user_input(crs), geodetic, always_xy=True)
+        col, row = width / 2, height / 2
+        xs, ys = zip(*(transform @ p for p in ((col, row), (col + 1, row), (col, row + 1))))
+        lons, lats = to_lonlat.transform(xs, ys)
+        _, _, along_x = geod.inv(lons[0], lats[0], lons[1], lats[1])
+        _, _, along_y = geod.inv(lons[0], lats[0], lons[2], lats[2])
+    except (CRSError, ProjError):
+        return None
+    if not (along_x > 0 and along_y > 0 and math.isfinite(along_x * along_y)):
+        return None
+    return GroundPixel((abs(transform.a), abs(transform.e)), (along_x, along_y))
+
+
+def pixel_metres(scene: str | os.PathLike[str]) -> float | None:
+    """A scene's ground pixel size in metres (`GroundPixel.metres`), or None if unknown."""
+    found = ground_pixel_size(scene)
+    return None if found is None else found.metres
+
+
+def median_ship_length_m(
+    scene: str | os.PathLike[str], labels: str | os.PathLike[str], layer: str | None
+) -> float | None:
+    """The median length in metres of a scene's footprints, or None if unknown.
+
+    A ship's length is the long side of its minimum rotated rectangle in the local UTM zone,
+    so lengths in any CRS are metres. Footprints that cannot be read here give None (the
+    caller reports why when it reads them).
+    """
+    try:
+        with rasterio.open(scene) as src:
+            crs = src.crs
+    except (RasterioError, OSError):
+        return None
+    if crs is None:
         return None
     footprints, _ = read_footprints(
         labels, crs, layer, prefer_layer=os.path.splitext(os.path.basename(scene))[0]
     )
     if footprints.empty:
         return None
-    rects = shapely.oriented_envelope(footprints.geometry.to_numpy())
-    lengths = []
-    for rect in rects:
-        xy = np.asarray(rect.exterior.coords) if rect.geom_type == "Polygon" else None
-        if xy is None:
-            continue
-        sides = np.hypot(*np.diff(xy[:3], axis=0).T)
-        lengths.append(float(sides.max()))
-    if not lengths:
+    try:
+        metric: gpd.GeoDataFrame = footprints.to_crs(footprints.estimate_utm_crs())
+    except (CRSError, ProjError, RuntimeError) as exc:
+        log.warning("%s: ship lengths in metres unknown (%s); read as it is", scene, exc)
         return None
-    return res, float(np.median(lengths)) / res
+    rects = shapely.oriented_envelope(metric.geometry.to_numpy())
+    lengths = [
+        float(np.hypot(*np.diff(np.asarray(rect.exterior.coords)[:3], axis=0).T).max())
+        for rect in rects
+        if rect.geom_type == "Polygon"
+    ]
+    return float(np.median(lengths)) if lengths else None
 
 
 def upsampling_factor(ship_length_px: float) -> int:
@@ -79,33 +153,42 @@ def upsampling_factor(ship_length_px: float) -> int:
     return int(min(MAX_FACTOR, max(1, math.floor(TARGET_SHIP_PX / ship_length_px + 0.5))))
 
 
-def native_pixel_size(scene: str | os.PathLike[str]) -> float | None:
-    """A scene's pixel size in CRS units, or None if unreadable or in a geographic CRS.
+def resolution_for_gsd(scene: str | os.PathLike[str], metres: float) -> float | Resolution:
+    """CRS units per pixel that make `scene`'s pixels `metres` wide on the ground (`--gsd`).
 
-    Degrees are left out: they cannot be compared with metres, nor along one axis.
+    On a grid whose units are ground metres (UTM, national grids: square pixels within
+    `SAME_GRID_TOLERANCE` of their ground size) `metres` is taken as CRS units, exactly; a
+    Web Mercator or lon/lat grid gets the x and y sizes that cover `metres` of ground. An
+    unreadable scene gets `metres` (the reader then reports why).
     """
-    try:
-        with rasterio.open(scene) as src:
-            crs, res = src.crs, float(abs(src.res[0]))
-    except (RasterioError, OSError):
-        return None
-    if crs is None or CRS.from_user_input(crs).is_geographic or res <= 0:
-        return None
-    return res
+    pixel = ground_pixel_size(scene)
+    if pixel is None:
+        return metres
+    if all(abs(m / r - 1) <= SAME_GRID_TOLERANCE for m, r in zip(pixel.along, pixel.res)):
+        return metres
+    log.info(
+        "%s: --gsd %g m of ground is %.3g x %.3g CRS units",
+        scene,
+        metres,
+        *pixel.resolution_for(metres),
+    )
+    return pixel.resolution_for(metres)
 
 
-def group_by_pixel_size(sizes: Sequence[float]) -> list[list[int]]:
-    """Indices of `sizes` in groups of about one pixel size (one sensor), finest first.
+def sensor_groups(sizes: Sequence[float]) -> list[tuple[float, list[int]]]:
+    """Ground pixel sizes in groups of one sensor: (the group's size, indices), finest first.
 
-    A group holds the sizes within 10 % of its finest one, finest first within it too.
+    A group holds the sizes within `SENSOR_TOLERANCE` of its finest one. Its size is its
+    coarsest member's: a grid finer than its sensor resamples it (Sentinel-2's 10 m on a
+    Web Mercator grid at 34 deg is 8.3 m), so the coarsest is nearest the sensor's own pixel.
     """
     groups: list[list[int]] = []
     for i in sorted(range(len(sizes)), key=lambda k: sizes[k]):
-        if groups and sizes[i] <= 1.1 * sizes[groups[-1][0]]:
+        if groups and sizes[i] <= SENSOR_TOLERANCE * sizes[groups[-1][0]]:
             groups[-1].append(i)
         else:
             groups.append([i])
-    return groups
+    return [(max(sizes[i] for i in group), group) for group in groups]
 
 
 Entry = TypeVar("Entry", bound=tuple[float, Any])
@@ -116,26 +199,37 @@ def nearest_pixel_size(entries: Sequence[Entry], pixel_size: float) -> Entry:
     return min(entries, key=lambda entry: abs(math.log(entry[0] / pixel_size)))
 
 
-def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | None:
-    """The pixel size to read `scene` at under `rule`, or None to read it as it is.
+def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | Resolution | None:
+    """What to read `scene` at under `rule`: CRS units per pixel, or None to read it as it is.
 
-    The factor is that of the rule's entry nearest in log pixel size. Unreadable scenes and
-    geographic CRSs give None (the reader then reports any error itself).
+    The scene's sensor is the rule's entry nearest it in log ground pixel size. A scene with
+    square pixels within `SAME_GRID_TOLERANCE` of that size is read by the entry's whole
+    factor on its own grid; any other (a Web Mercator or lon/lat grid) is resampled to the
+    entry's read size in metres along x and y, never coarser than it is. Unreadable scenes give None (the
+    reader then reports any error itself).
     """
     if not rule:
         return None
-    res = native_pixel_size(scene)
-    if res is None:
+    pixel = ground_pixel_size(scene)
+    if pixel is None:
         return None
-    native, factor = nearest_pixel_size(rule, res)
-    if factor <= 1:
+    sensor, factor = nearest_pixel_size(rule, pixel.metres)
+    name = os.path.basename(scene)
+    square = abs(pixel.along[0] / pixel.along[1] - 1) <= SAME_GRID_TOLERANCE
+    if square and abs(pixel.metres / sensor - 1) <= SAME_GRID_TOLERANCE:
+        if factor <= 1:
+            return None
+        log.info("%s: read at x%d, as its sensor's scenes were in training", name, factor)
+        return (pixel.res[0] / factor, pixel.res[1] / factor)
+    metres = sensor / factor
+    if metres >= pixel.metres * (1 - SAME_GRID_TOLERANCE):
         return None
-    gsd = res / factor
+    resolution = pixel.resolution_for(metres)
     log.info(
-        "%s: read at %.3g CRS units per pixel (x%d, as training scenes of %.3g were)",
-        os.path.basename(scene),
-        gsd,
-        factor,
-        native,
+        "%s: %.3g m pixels read at %.3g m, as its sensor's (%.3g m) were in training",
+        name,
+        pixel.metres,
+        metres,
+        sensor,
     )
-    return gsd
+    return resolution

@@ -23,15 +23,16 @@ class ChipSettings:
         overlap: pixels shared by neighbouring chips; keep it above the longest ship in pixels.
         bands: 1-based scene bands for R, G, B; None picks by colour interpretation.
         nodata: nodata value; None uses the scene's own.
-        gsd: resample on read to this ground sample distance (CRS units per pixel).
+        gsd: resample on read to this ground sample distance in metres, in any CRS
+            (`geosam.data.scale.resolution_for_gsd`).
         stretch: a recorded stretch; None estimates one per scene for non-uint8 data.
         percentiles: low and high percentiles of an estimated stretch.
         per_band_stretch: estimate each band's percentiles on its own instead of one pair for
             all bands (`geosam.io.stretch`); records made before the setting existed read
             as True, as they were made.
         min_visible: drop a ship cut by a chip edge when less of its area than this is on the chip.
-        scale_rule: (native pixel size, upsampling factor) of each training scene; with no
-            `gsd`, a scene is read upsampled by the factor of the nearest entry
+        scale_rule: (ground pixel size in metres, upsampling factor) of each training sensor;
+            with no `gsd`, a scene is read at the ground pixel size of the nearest entry
             (`geosam.data.scale`). Empty: scenes are read as they are.
     """
 

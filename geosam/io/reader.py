@@ -99,7 +99,7 @@ class SceneReader:
         bands: 1-based bands for R, G, B (one band is repeated); default from colour
             interpretation or the first three.
         nodata: value marking missing data; default the file's own nodata.
-        gsd: resample on read to this many CRS units per pixel.
+        gsd: resample on read to this many CRS units per pixel (one size, or x and y).
         stretch: a recorded stretch to reuse; default: none for uint8, else estimated.
         percentiles: low/high percentiles for an estimated stretch.
         per_band_stretch: estimate each band's percentiles on its own (see `geosam.io.stretch`).
@@ -110,7 +110,7 @@ class SceneReader:
         path: str | os.PathLike[str],
         bands: Sequence[int] | None = None,
         nodata: float | None = None,
-        gsd: float | None = None,
+        gsd: float | tuple[float, float] | None = None,
         stretch: Stretch | None = None,
         percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
         per_band_stretch: bool = False,

@@ -40,14 +40,14 @@ class SceneGrid:
         height: rows.
         transform: affine transform of pixel (col, row) to `crs` coordinates.
         crs: the scene CRS.
-        gsd: target ground sample distance in CRS units when resampled, else None.
+        gsd: CRS units per pixel when resampled (one size, or x and y sizes), else None.
     """
 
     width: int
     height: int
     transform: Affine
     crs: CRS
-    gsd: float | None = None
+    gsd: float | tuple[float, float] | None = None
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -123,23 +123,35 @@ def check_georeference(src: DatasetReader, path: Path) -> None:
         )
 
 
-def scene_grid(src: DatasetReader, gsd: float | None = None) -> SceneGrid:
-    """The grid to chip: the scene's own, or resampled to `gsd` CRS units per pixel."""
+def scene_grid(src: DatasetReader, gsd: float | tuple[float, float] | None = None) -> SceneGrid:
+    """The grid to chip: the scene's own, or resampled to `gsd` CRS units per pixel.
+
+    `gsd` is one size for square pixels or (x, y) sizes; a single size is refused on a
+    lon/lat scene, where a degree along x is shorter on the ground than along y (metres
+    become (x, y) degrees in `geosam.data.scale`).
+    """
     if gsd is None:
         return SceneGrid(src.width, src.height, src.transform, src.crs)
-    if gsd <= 0:
+    xres, yres = (gsd, gsd) if isinstance(gsd, (int, float)) else gsd
+    if xres <= 0 or yres <= 0:
         raise SceneError(f"--gsd {gsd} must be positive (metres per pixel)")
-    if src.crs.is_geographic:
+    if isinstance(gsd, (int, float)) and src.crs.is_geographic:
         raise SceneError(
-            f"{src.name}: CRS {src.crs.to_string()} is geographic (degrees), so --gsd in metres "
-            "is ambiguous; reproject the scene to a projected CRS (e.g. UTM) first"
+            f"{src.name}: CRS {src.crs.to_string()} is geographic (degrees): give the read "
+            "size as (x, y) degrees, or in metres through ChipSettings(gsd=...)"
         )
     left, bottom, right, top = src.bounds
-    width = max(1, math.ceil((right - left) / gsd - 1e-9))
-    height = max(1, math.ceil((top - bottom) / gsd - 1e-9))
-    transform = Affine(gsd, 0.0, left, 0.0, -gsd, top)
-    log.info("resampling %s from %.3g to %.3g CRS units per pixel", src.name, src.res[0], gsd)
-    return SceneGrid(width, height, transform, src.crs, gsd)
+    width = max(1, math.ceil((right - left) / xres - 1e-9))
+    height = max(1, math.ceil((top - bottom) / yres - 1e-9))
+    transform = Affine(xres, 0.0, left, 0.0, -yres, top)
+    log.info(
+        "resampling %s from %.3g x %.3g to %.3g x %.3g CRS units per pixel",
+        src.name,
+        *src.res,
+        xres,
+        yres,
+    )
+    return SceneGrid(width, height, transform, src.crs, xres if xres == yres else (xres, yres))
 
 
 def grid_dataset(

@@ -19,7 +19,7 @@ import geopandas as gpd
 import numpy as np
 
 from geosam.data.samples import SceneChips
-from geosam.data.scale import native_pixel_size
+from geosam.data.scale import pixel_metres
 from geosam.data.settings import ChipSettings
 from geosam.io.area_layer import AREA_FIX
 from geosam.io.atomic import refuse_existing
@@ -169,7 +169,7 @@ def _scene_settings(
     settings: DetectSettings, meta: dict[str, Any], scene: str | os.PathLike[str]
 ) -> DetectSettings:
     """`settings` resolved for one scene: the model's operating point for its pixel size."""
-    resolved = settings.for_model(meta, native_pixel_size(scene))
+    resolved = settings.for_model(meta, pixel_metres(scene))
     log.info(
         "%s: operating point: proposals >= %.2f, ships scoring >= %.2f, stitched ships <= %s px",
         Path(scene).name,

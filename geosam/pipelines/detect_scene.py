@@ -70,7 +70,7 @@ class DetectSettings:
         """These settings with every unset threshold taken from the model's operating point.
 
         A model trained on scenes of several pixel sizes (sensors) holds a score threshold
-        per pixel size; a scene of `pixel_size` (native, CRS units) takes the nearest one in
+        per pixel size; a scene of `pixel_size` (ground metres) takes the nearest one in
         log scale, and a scene of unknown size the one chosen over all validation chips.
         Model files written before geosam recorded an operating point fall back to 0.3 and
         0.3, the old defaults, and no length limit.

@@ -13,9 +13,9 @@ from numpy.typing import NDArray
 
 from geosam.data.samples import SceneChips
 from geosam.data.scale import (
-    group_by_pixel_size,
-    median_ship_length_px,
-    native_pixel_size,
+    median_ship_length_m,
+    pixel_metres,
+    sensor_groups,
     upsampling_factor,
 )
 from geosam.data.settings import ChipSettings
@@ -45,8 +45,8 @@ class TrainChip:
         valid: (S, S) bool.
         boxes: (N, 4) float32 XYXY chip pixels.
         masks: (N, S, S) bool.
-        pixel_size: the native pixel size of the scene's sensor (`sensor_pixel_sizes`;
-            None: unknown or in degrees); chips of one sensor share an operating point.
+        pixel_size: the ground pixel size in metres of the scene's sensor
+            (`sensor_pixel_sizes`; None: unknown); chips of one sensor share an operating point.
     """
 
     scene: str
@@ -76,26 +76,28 @@ def read_manifest(path: str | os.PathLike[str]) -> list[TrainingPair]:
 def with_scale_rule(pairs: list[TrainingPair], settings: ChipSettings) -> ChipSettings:
     """`settings` with a scale rule learned from the pairs' ship sizes (`geosam.data.scale`).
 
-    Scenes of about the same pixel size (within 10 %) share one factor, from the median of
-    their median ship lengths, so that scenes of one sensor are read alike. An explicit `gsd`
-    wins: then scenes are read at it and no rule is made.
+    Scenes of one sensor (`sensor_groups`, by ground pixel size) share one factor, from the
+    median of their median ship lengths in the sensor's pixels, so that they are read alike.
+    An explicit `gsd` wins: then scenes are read at it and no rule is made.
     """
     if settings.gsd is not None:
         return settings
     found = [
-        (pair.scene.name, *sizes)
+        (pair.scene.name, metres, length)
         for pair in pairs
-        if (sizes := median_ship_length_px(pair.scene, pair.labels, pair.layer)) is not None
+        if (metres := pixel_metres(pair.scene)) is not None
+        and (length := median_ship_length_m(pair.scene, pair.labels, pair.layer)) is not None
     ]
     rule = []
-    for group in group_by_pixel_size([res for _, res, _ in found]):
+    for sensor, group in sensor_groups([metres for _, metres, _ in found]):
         members = [found[i] for i in group]
-        length = float(np.median([length for _, _, length in members]))
+        length = float(np.median([length for _, _, length in members])) / sensor
         factor = upsampling_factor(length)
-        rule.append((members[0][1], factor))
+        rule.append((sensor, factor))
         log.info(
-            "%s: median ship %.1f px long; read at x%d",
+            "%s: %.3g m pixels, median ship %.1f px long; read at x%d",
             ", ".join(name for name, _, _ in members),
+            sensor,
             length,
             factor,
         )
@@ -103,17 +105,17 @@ def with_scale_rule(pairs: list[TrainingPair], settings: ChipSettings) -> ChipSe
 
 
 def sensor_pixel_sizes(pairs: list[TrainingPair]) -> list[float | None]:
-    """Per pair, the finest pixel size of its group of scenes of about one pixel size.
+    """Per pair, the ground pixel size in metres of its sensor (`sensor_groups`).
 
-    Sentinel-2 in UTM (10 m) and in Web Mercator (10.003 m) are one sensor; a scene in
-    degrees or unreadable has None.
+    Sentinel-2 in UTM (10 m) and on a Web Mercator grid at 34 deg (8.3 m of ground) are one
+    sensor; an unreadable scene has None.
     """
-    sizes = [native_pixel_size(pair.scene) for pair in pairs]
+    sizes = [pixel_metres(pair.scene) for pair in pairs]
     known = [(i, size) for i, size in enumerate(sizes) if size is not None]
     found: list[float | None] = [None] * len(pairs)
-    for group in group_by_pixel_size([size for _, size in known]):
+    for sensor, group in sensor_groups([size for _, size in known]):
         for k in group:
-            found[known[k][0]] = known[group[0]][1]
+            found[known[k][0]] = sensor
     return found
 
 
