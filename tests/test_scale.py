@@ -13,7 +13,7 @@ from pyproj import Transformer
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from geosam.data.samples import SceneChips
-from geosam.data.scale import gsd_for_scene, ground_pixel_size, pixel_metres
+from geosam.data.scale import ground_pixel_size, gsd_for_scene, pixel_metres
 from geosam.data.settings import ChipSettings
 from geosam.io.reader import SceneReader
 

@@ -203,4 +203,4 @@ def test_scenes_of_one_sensor_share_a_pixel_size_and_chips_carry_it(make_scene, 
     # (Web Mercator is spherical: on the ellipsoid its ground differs by up to 0.3 %.)
     assert sizes == pytest.approx([utm, utm, 0.5 / 0.9996, utm, merc60], rel=3e-3)
     chips, _ = load_training_chips(pairs, SETTINGS)
-    assert {c.scene: c.pixel_size for c in chips} == dict(zip(transforms, sizes))
+    assert {c.scene: c.pixel_size for c in chips} == dict(zip(transforms, sizes, strict=True))

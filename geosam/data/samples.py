@@ -74,6 +74,7 @@ class SceneChips:
         settings: ChipSettings | None = None,
     ) -> None:
         s = settings or ChipSettings()
+        gsd: float | tuple[float, float] | None
         if s.gsd is not None:
             gsd = resolution_for_gsd(scene, s.gsd)
         else:

@@ -94,8 +94,8 @@ def ground_pixel_size(scene: str | os.PathLike[str]) -> GroundPixel | None:
             return None
         to_lonlat = Transformer.from_crs(CRS.from_user_input(crs), geodetic, always_xy=True)
         col, row = width / 2, height / 2
-        xs, ys = zip(*(transform @ p for p in ((col, row), (col + 1, row), (col, row + 1))))
-        lons, lats = to_lonlat.transform(xs, ys)
+        corners = [transform @ p for p in ((col, row), (col + 1, row), (col, row + 1))]
+        lons, lats = to_lonlat.transform([x for x, _ in corners], [y for _, y in corners])
         _, _, along_x = geod.inv(lons[0], lats[0], lons[1], lats[1])
         _, _, along_y = geod.inv(lons[0], lats[0], lons[2], lats[2])
     except (CRSError, ProjError):
@@ -164,7 +164,9 @@ def resolution_for_gsd(scene: str | os.PathLike[str], metres: float) -> float | 
     pixel = ground_pixel_size(scene)
     if pixel is None:
         return metres
-    if all(abs(m / r - 1) <= SAME_GRID_TOLERANCE for m, r in zip(pixel.along, pixel.res)):
+    if all(
+        abs(m / r - 1) <= SAME_GRID_TOLERANCE for m, r in zip(pixel.along, pixel.res, strict=True)
+    ):
         return metres
     log.info(
         "%s: --gsd %g m of ground is %.3g x %.3g CRS units",
@@ -205,8 +207,8 @@ def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | Res
     The scene's sensor is the rule's entry nearest it in log ground pixel size. A scene with
     square pixels within `SAME_GRID_TOLERANCE` of that size is read by the entry's whole
     factor on its own grid; any other (a Web Mercator or lon/lat grid) is resampled to the
-    entry's read size in metres along x and y, never coarser than it is. Unreadable scenes give None (the
-    reader then reports any error itself).
+    entry's read size in metres along x and y, never coarser than it is. Unreadable scenes
+    give None (the reader then reports any error itself).
     """
     if not rule:
         return None
