@@ -45,20 +45,14 @@ def warped(path, crs, out, resolution=None):
 
 def test_ground_pixel_size_in_utm_web_mercator_and_degrees(make_scene):
     """Metres on the ground, not CRS units: Web Mercator shrinks by cos(latitude)."""
-    utm = make_scene(width=64, height=64, name="utm.tif", transform=Affine(10, 0, 5e5, 0, -10, 4e6))
-    merc = make_scene(
-        width=64,
-        height=64,
-        name="merc.tif",
-        crs="EPSG:3857",
-        transform=Affine(10, 0, 1e6, 0, -10, 4e6),
-    )
-    lonlat = make_scene(
-        width=64,
-        height=64,
-        name="ll.tif",
-        crs="EPSG:4326",
-        transform=Affine(1e-4, 0, 10, 0, -1e-4, 45),
+    grids = {
+        "utm": ("EPSG:32633", Affine(10, 0, 5e5, 0, -10, 4e6)),
+        "merc": ("EPSG:3857", Affine(10, 0, 1e6, 0, -10, 4e6)),
+        "lonlat": ("EPSG:4326", Affine(1e-4, 0, 10, 0, -1e-4, 45)),
+    }
+    utm, merc, lonlat = (
+        make_scene(width=64, height=64, name=f"{name}.tif", crs=crs, transform=transform)
+        for name, (crs, transform) in grids.items()
     )
     assert pixel_metres(utm) == pytest.approx(10 * UTM_GROUND, rel=1e-5)
     _, lat = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True).transform(
