@@ -63,6 +63,11 @@ class GroundPixel:
     """Geodesic metres spanned along x and along y."""
 
     @property
+    def square(self) -> bool:
+        """Whether the pixel is as wide as it is tall on the ground (within 5 %)."""
+        return abs(self.along[0] / self.along[1] - 1) <= SAME_GRID_TOLERANCE
+
+    @property
     def metres(self) -> float:
         """The pixel's ground size: the geometric mean of its width and height in metres."""
         return math.sqrt(self.along[0] * self.along[1])
@@ -92,7 +97,7 @@ def ground_pixel_size(scene: str | os.PathLike[str]) -> GroundPixel | None:
         geod = None if geodetic is None else geodetic.get_geod()
         if geodetic is None or geod is None:
             return None
-        to_lonlat = Transformer.from_crs(CRS.from_user_input(crs), geodetic, always_xy=True)
+        to_lonlat = Transformer.from_crs(crs, geodetic, always_xy=True)
         col, row = width / 2, height / 2
         corners = [transform @ p for p in ((col, row), (col + 1, row), (col, row + 1))]
         lons, lats = to_lonlat.transform([x for x, _ in corners], [y for _, y in corners])
@@ -168,13 +173,9 @@ def resolution_for_gsd(scene: str | os.PathLike[str], metres: float) -> float | 
         abs(m / r - 1) <= SAME_GRID_TOLERANCE for m, r in zip(pixel.along, pixel.res, strict=True)
     ):
         return metres
-    log.info(
-        "%s: --gsd %g m of ground is %.3g x %.3g CRS units",
-        scene,
-        metres,
-        *pixel.resolution_for(metres),
-    )
-    return pixel.resolution_for(metres)
+    resolution = pixel.resolution_for(metres)
+    log.info("%s: --gsd %g m of ground is %.3g x %.3g CRS units", scene, metres, *resolution)
+    return resolution
 
 
 def sensor_groups(sizes: Sequence[float]) -> list[tuple[float, list[int]]]:
@@ -217,8 +218,7 @@ def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | Res
         return None
     sensor, factor = nearest_pixel_size(rule, pixel.metres)
     name = os.path.basename(scene)
-    square = abs(pixel.along[0] / pixel.along[1] - 1) <= SAME_GRID_TOLERANCE
-    if square and abs(pixel.metres / sensor - 1) <= SAME_GRID_TOLERANCE:
+    if pixel.square and abs(pixel.metres / sensor - 1) <= SAME_GRID_TOLERANCE:
         if factor <= 1:
             return None
         log.info("%s: read at x%d, as its sensor's scenes were in training", name, factor)

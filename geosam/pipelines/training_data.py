@@ -76,29 +76,29 @@ def read_manifest(path: str | os.PathLike[str]) -> list[TrainingPair]:
 def with_scale_rule(pairs: list[TrainingPair], settings: ChipSettings) -> ChipSettings:
     """`settings` with a scale rule learned from the pairs' ship sizes (`geosam.data.scale`).
 
-    Scenes of one sensor (`sensor_groups`, by ground pixel size) share one factor, from the
+    Scenes of one sensor (`sensor_pixel_sizes`, by ground pixel size) share one factor, from the
     median of their median ship lengths in the sensor's pixels, so that they are read alike.
     An explicit `gsd` wins: then scenes are read at it and no rule is made.
     """
     if settings.gsd is not None:
         return settings
-    found = [
-        (pair.scene.name, metres, length)
-        for pair in pairs
-        if (metres := pixel_metres(pair.scene)) is not None
-        and (length := median_ship_length_m(pair.scene, pair.labels, pair.layer)) is not None
-    ]
+    by_sensor: dict[float, list[tuple[str, float]]] = {}
+    for pair, sensor in zip(pairs, sensor_pixel_sizes(pairs), strict=True):
+        if sensor is None:
+            continue
+        length = median_ship_length_m(pair.scene, pair.labels, pair.layer)
+        if length is not None:
+            by_sensor.setdefault(sensor, []).append((pair.scene.name, length))
     rule = []
-    for sensor, group in sensor_groups([metres for _, metres, _ in found]):
-        members = [found[i] for i in group]
-        length = float(np.median([length for _, _, length in members])) / sensor
-        factor = upsampling_factor(length)
+    for sensor, members in sorted(by_sensor.items()):
+        length_px = float(np.median([length for _, length in members])) / sensor
+        factor = upsampling_factor(length_px)
         rule.append((sensor, factor))
         log.info(
             "%s: %.3g m pixels, median ship %.1f px long; read at x%d",
-            ", ".join(name for name, _, _ in members),
+            ", ".join(name for name, _ in members),
             sensor,
-            length,
+            length_px,
             factor,
         )
     return replace(settings, scale_rule=tuple(rule))
