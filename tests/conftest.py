@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,22 @@ LANDSAT = SHARED / "data" / "landsat" / "RGB.byte.tif"
 UTM33 = "EPSG:32633"
 # 2 m pixels, north-up, top-left corner at (500000, 4000000) in UTM 33N.
 TRANSFORM = Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 4000000.0)
+
+
+@pytest.fixture(autouse=True)
+def cli_logging_undone() -> Iterator[None]:
+    """Undo what a command-line call does to logging (the package's level, a console handler).
+
+    A real `geosam` process sets them once for its life; in the test process they would carry
+    into later tests, and a `--quiet` call would hide the warnings a later test looks for.
+    """
+    package = logging.getLogger("geosam")
+    root = logging.getLogger()
+    level, handlers = package.level, list(root.handlers)
+    yield
+    package.setLevel(level)
+    root.handlers = handlers
+    logging.captureWarnings(False)
 
 
 def shared_path(path: Path) -> Path:

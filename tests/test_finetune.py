@@ -71,6 +71,10 @@ RESUMABLE = {
             "colour_jitter": True,
         }
     ),
+    # The moving average of the weights resumes where it stopped.
+    "steps, averaged weights": FinetuneSettings(
+        **{**FAST.__dict__, "epochs": None, "steps": 8, "val_every": 2, "average_decay": 0.9}
+    ),
 }
 
 
@@ -87,6 +91,8 @@ def test_resume_equals_uninterrupted_run(harbour, tmp_path, length):
     resume_finetune(tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "UNFINISHED").exists()
     assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+    saved = [load_model_file(tmp_path / run / "model.pt")[0] for run in ("straight", "resumed")]
+    assert same_weights(*saved)
     straight = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
     resumed = (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()
     assert len(straight) == len(resumed) == 5

@@ -114,6 +114,14 @@ from geosam.pipelines.validation import thresholds_text
     help="Stop after this many validations without a better score.",
 )
 @click.option(
+    "--average-decay",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=FinetuneSettings.average_decay,
+    show_default=True,
+    help="Validate and save a moving average of the weights over about 1/(1-DECAY) steps "
+    "(0.995: the last ~200) rather than the last step's; 0 turns it off.",
+)
+@click.option(
     "--no-augment",
     is_flag=True,
     help="Do not train on flipped and rotated views of the chips (on by default).",
@@ -196,6 +204,7 @@ def finetune_cmd(
     batch_chips: int,
     lr: float,
     patience: int,
+    average_decay: float,
     no_augment: bool,
     paste_ships: int,
     colour_jitter: bool,
@@ -275,6 +284,7 @@ def finetune_cmd(
         batch_chips=batch_chips,
         lr=lr,
         patience=patience,
+        average_decay=average_decay,
         augment=not no_augment,
         paste_ships=paste_ships,
         colour_jitter=colour_jitter,

@@ -260,9 +260,7 @@ def _train(trainer: Trainer, report: Callable[[EpochEvent], None] | None) -> dic
             if metrics["val_score"] > trainer.best_score:
                 trainer.best_score, trainer.stale_epochs = metrics["val_score"], 0
                 if main:
-                    save_model_file(
-                        out / "model.pt", trainer.model.changed_state(), trainer.metadata(row)
-                    )
+                    save_model_file(out / "model.pt", trainer.saved_state(), trainer.metadata(row))
             else:
                 trainer.stale_epochs += 1
             if settings.minutes is not None:

@@ -20,7 +20,9 @@ class FinetuneSettings:
     training chips and trains that many rounds. `minutes`, when given, caps the time of the
     training and validation rounds: the number of rounds (and the learning-rate schedule) is
     fitted to what the machine manages (`geosam.pipelines.time_budget`), so the step count then
-    depends on the machine's speed.
+    depends on the machine's speed. `average_decay` above 0 validates and saves a moving
+    average of the weights over about 1 / (1 - decay) steps instead of the last step's
+    (`geosam.pipelines.weight_average`).
     """
 
     model_type: str = "tiny"
@@ -34,6 +36,7 @@ class FinetuneSettings:
     weight_decay: float = 0.01
     warmup_steps: int = 50
     grad_clip: float = 1.0
+    average_decay: float = 0.0
     val_fraction: float = 0.2
     patience: int = 8
     augment: bool = True

@@ -41,6 +41,7 @@ from geosam.pipelines.lr_schedule import warmup_cosine, warmup_length
 from geosam.pipelines.training_data import TrainChip, TrainingPair, longest_ship_px
 from geosam.pipelines.training_views import MAX_SHIFT, ChipViews, View
 from geosam.pipelines.validation import DetectionTally, ValidationSums, operating_point
+from geosam.pipelines.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.trainable_parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         )
+        self.average = WeightAverage(self.model.trainable_parameters(), settings.average_decay)
         warm = warmup_length(settings.warmup_steps, total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(  # total read at each step
             self.optimizer, lambda step: warmup_cosine(step, warm, self.total_steps)
@@ -292,6 +294,7 @@ class Trainer:
             )
             self.optimizer.step()
             self.scheduler.step()
+            self.average.update()
             self.global_step += 1
             total += value
             if report:
@@ -303,13 +306,15 @@ class Trainer:
         """Validation scores (see `geosam.pipelines.validation.ValidationSums`).
 
         Each rank scores its share of the validation chips; the sums are added over ranks, so
-        every rank gets the same metrics (and takes the same early-stopping decision).
+        every rank gets the same metrics (and takes the same early-stopping decision). With
+        `average_decay`, the averaged weights are scored: they are the ones a run saves.
         """
         self.model.eval()
         self.prepare_embeddings()
         sums = ValidationSums()
-        for i in self.ranks.share(self.val_idx):
-            sums.add_chip(self.model, self.chips[i], self.embeddings([i], grad=False))
+        with self.average.applied():
+            for i in self.ranks.share(self.val_idx):
+                sums.add_chip(self.model, self.chips[i], self.embeddings([i], grad=False))
         if self.ranks.distributed:
             counts = torch.tensor(sums.counts(), dtype=torch.float64, device=self.device)
             all_reduce_sum([counts])
@@ -318,6 +323,11 @@ class Trainer:
                 counts.tolist(), DetectionTally.join(gather_objects(sums.tally))
             )
         return sums.metrics()
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """The weights a model file keeps: the averaged ones with `average_decay`."""
+        with self.average.applied():
+            return {k: v.detach().clone() for k, v in self.model.changed_state().items()}
 
     def shorten_to(self, rounds: int) -> None:
         """Train `rounds` rounds in all instead of `epochs`; the schedule ends with them."""
@@ -340,6 +350,7 @@ class Trainer:
             "best_score": self.best_score,
             "stale_epochs": self.stale_epochs,
             "fitted_rounds": self.fitted_rounds,
+            "average": self.average.state_dict(),
             "rng_shuffle": self.shuffle.get_state(),
             "rng_torch": torch.get_rng_state(),
             "rng_python": random.getstate(),
@@ -358,6 +369,7 @@ class Trainer:
         fitted = state.get("fitted_rounds")
         if fitted is not None and self.settings.minutes is not None:
             self.shorten_to(int(fitted))
+        self.average.load_state_dict(state.get("average", {}))
         self.shuffle.set_state(state["rng_shuffle"])
         torch.set_rng_state(state["rng_torch"])
         random.setstate(state["rng_python"])
