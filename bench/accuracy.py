@@ -70,9 +70,11 @@ def score(run: str) -> dict[str, Any]:
     """Prompt and detection scores of a trained run on every held-out part (in a child)."""
     import torch
 
+    from geosam.data.scale import pixel_metres
     from geosam.data.settings import ChipSettings
     from geosam.model.predict import ChipPredictor, load_detector
     from geosam.pipelines.detect import detect
+    from geosam.pipelines.detect_scene import DetectSettings
     from geosam.pipelines.prompt_scores import score_prompts
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -86,8 +88,9 @@ def score(run: str) -> dict[str, Any]:
     for scene in held_out_scenes() or []:
         # Each held-out part is stretched on its own, as `detect` does on a new scene.
         settings = replace(recorded, stretch=None)
+        cut = DetectSettings().for_model(meta, pixel_metres(scene.test_scene)).mask_cut
         prompts = score_prompts(
-            predictor, settings, scene.test_scene, scene.test_labels, scene.name
+            predictor, settings, scene.test_scene, scene.test_labels, scene.name, cut or 0.0
         )
         ships = folder / f"ships_{scene.name}.gpkg"
         start = time.perf_counter()

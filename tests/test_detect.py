@@ -144,9 +144,17 @@ def test_cli_detect_refuses_existing_output_and_bad_model(harbour, trained_model
 
 def test_simplify_reduces_vertices_and_keeps_ships_in_place(harbour, trained_model, tmp_path):
     scene, ships = harbour
-    plain = detect([scene], trained_model, tmp_path / "a.gpkg", prompts=ships)["harbour"]
+    # Cut at SAM's 0: this short run's own cut may fill each box, and a rectangle has nothing
+    # to simplify.
+    plain = detect(
+        [scene], trained_model, tmp_path / "a.gpkg", DetectSettings(mask_cut=0.0), prompts=ships
+    )["harbour"]
     simple = detect(
-        [scene], trained_model, tmp_path / "b.gpkg", DetectSettings(simplify=1.0), prompts=ships
+        [scene],
+        trained_model,
+        tmp_path / "b.gpkg",
+        DetectSettings(simplify=1.0, mask_cut=0.0),
+        prompts=ships,
     )["harbour"]
     assert len(plain) == len(simple) > 0
     count = lambda frame: shapely.get_num_coordinates(frame.geometry.values).sum()  # noqa: E731
@@ -182,6 +190,24 @@ def test_detect_runs_at_the_operating_point_stored_in_the_model(harbour, trained
     assert resolved.max_ship_length_px == meta["operating_point"]["max_ship_length_px"]
     assert DetectSettings(min_score=0.5).for_model(meta).min_score == 0.5
     assert DetectSettings().for_model({}).min_score == 0.3  # model files without one
+
+
+def test_detect_cuts_masks_where_the_model_file_says(harbour, trained_model, tmp_path):
+    from geosam.model.model_file import load_model_file, save_model_file
+
+    scene, ships = harbour
+    state, meta = load_model_file(trained_model)
+    areas = {}
+    for cut in (-1.0, 0.0):
+        point = {**meta["operating_point"], "mask_cut": cut}
+        point.pop("mask_cut_by_pixel_size", None)
+        path = tmp_path / f"cut{cut}.pt"
+        save_model_file(path, state, {**meta, "operating_point": point})
+        found = detect([scene], path, tmp_path / f"cut{cut}.gpkg", prompts=ships)["harbour"]
+        areas[cut] = np.sort(found.geometry.area.to_numpy())
+    assert len(areas[-1.0]) == len(areas[0.0]) > 0
+    # A lower cut keeps more of each logit map: every ship is at least as large.
+    assert areas[-1.0].sum() > areas[0.0].sum()
 
 
 def test_kill_9_then_the_same_detect_gives_the_uninterrupted_output(

@@ -63,7 +63,7 @@ def test_a_proposal_is_decoded_again_from_its_first_masks_own_box(monkeypatch):
     first[0, 35:52, 30:70] = True  # the ship is longer than the prompter thought
     asked = []
 
-    def masks(emb, boxes=None, points=None):
+    def masks(emb, boxes=None, points=None, cut=0.0):
         asked.append(boxes.copy())
         if len(asked) == 1:
             return first, np.full(2, 0.5, np.float32)

@@ -136,11 +136,13 @@ class ChipPredictor:
         embedding: torch.Tensor,
         boxes: NDArray[np.float32] | None = None,
         points: NDArray[np.float32] | None = None,
+        cut: float = 0.0,
     ) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
         """Masks (P, S, S) bool and predicted IoU (P,) for box or point prompts on one chip.
 
         The prompts are taken as they are (prompter proposals, a point grid); a user's
-        prompts go through `prompted_masks`.
+        prompts go through `prompted_masks`. A mask holds the pixels whose logit is above
+        `cut` (the model's per-sensor cut, `geosam.pipelines.mask_cuts`; SAM's is 0).
         """
         prompts = boxes if boxes is not None else points
         size = self.model.chip_size
@@ -158,12 +160,12 @@ class ChipPredictor:
                     dense_box=self.model.dense_box,
                     refiner=self.model.refiner,
                 )
-            out_masks.append((logits.float() > 0).cpu().numpy())
+            out_masks.append((logits.float() > cut).cpu().numpy())
             out_iou.append(iou.float().clamp(0, 1).cpu().numpy())
         return np.concatenate(out_masks), np.concatenate(out_iou).astype(np.float32)
 
     def proposal_masks(
-        self, embedding: torch.Tensor, boxes: NDArray[np.float32]
+        self, embedding: torch.Tensor, boxes: NDArray[np.float32], cut: float = 0.0
     ) -> tuple[NDArray[np.bool_], NDArray[np.float32], NDArray[np.float32]]:
         """Masks, predicted IoU and final boxes of prompter proposals, decoded twice.
 
@@ -171,13 +173,13 @@ class ChipPredictor:
         the decoder draws from it; that mask's own box is the better prompt, so each proposal
         is decoded again from it (a proposal whose first mask is empty keeps its box).
         """
-        masks, _ = self.masks(embedding, boxes=boxes)
+        masks, _ = self.masks(embedding, boxes=boxes, cut=cut)
         if len(masks) == 0:
             return masks, np.zeros(0, np.float32), boxes
         own = np.stack(
             [mask_to_box(m) if m.any() else b for m, b in zip(masks, boxes, strict=True)]
         )
-        masks, iou = self.masks(embedding, boxes=own)
+        masks, iou = self.masks(embedding, boxes=own, cut=cut)
         return masks, iou, own
 
     def prompted_masks(
@@ -185,6 +187,7 @@ class ChipPredictor:
         embedding: torch.Tensor,
         boxes: NDArray[np.float32] | None = None,
         points: NDArray[np.float32] | None = None,
+        cut: float = 0.0,
     ) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
         """`masks` for a user's (or a reference) prompts, which say more than a proposal.
 
@@ -197,17 +200,17 @@ class ChipPredictor:
         """
         size = self.model.chip_size
         if boxes is not None and len(boxes):
-            masks, iou = self.masks(embedding, boxes=boxes)
+            masks, iou = self.masks(embedding, boxes=boxes, cut=cut)
             return masks & filled_boxes(boxes, size).numpy(), iou
         if points is None or len(points) == 0:
-            return self.masks(embedding, boxes=boxes, points=points)
+            return self.masks(embedding, boxes=boxes, points=points, cut=cut)
         found, _ = self.propose(embedding, POINT_PROPOSAL_THRESHOLD)[0]
         around = containing_boxes(found, np.asarray(points, dtype=np.float32))
         snapped = around >= 0
         masks = np.zeros((len(points), size, size), bool)
         iou = np.zeros(len(points), np.float32)
-        masks[snapped], iou[snapped] = self.masks(embedding, boxes=found[around[snapped]])
-        masks[~snapped], iou[~snapped] = self.masks(embedding, points=points[~snapped])
+        masks[snapped], iou[snapped] = self.masks(embedding, boxes=found[around[snapped]], cut=cut)
+        masks[~snapped], iou[~snapped] = self.masks(embedding, points=points[~snapped], cut=cut)
         return masks, iou
 
 

@@ -171,10 +171,12 @@ def _scene_settings(
     """`settings` resolved for one scene: the model's operating point for its pixel size."""
     resolved = settings.for_model(meta, pixel_metres(scene))
     log.info(
-        "%s: operating point: proposals >= %.2f, ships scoring >= %.2f, stitched ships <= %s px",
+        "%s: operating point: proposals >= %.2f, ships scoring >= %.2f, masks cut at logit "
+        "%+.1f, stitched ships <= %s px",
         Path(scene).name,
         resolved.prompter_threshold,
         resolved.min_score,
+        resolved.mask_cut,
         resolved.max_ship_length_px,
     )
     return resolved

@@ -48,6 +48,7 @@ class DetectSettings:
     Attributes:
         prompter_threshold: minimum centre score of a prompter proposal.
         min_score: minimum final score (centre score x predicted IoU, or predicted IoU).
+        mask_cut: a mask holds the pixels whose logit is above this (SAM's is 0).
         max_ship_length_px: cut pieces are never stitched into a ship longer than this
             (scene pixels); None in a resolved setting means no limit.
         max_mask_iou: two masks of one chip overlapping more than this are one ship.
@@ -59,6 +60,7 @@ class DetectSettings:
 
     prompter_threshold: float | None = None
     min_score: float | None = None
+    mask_cut: float | None = None
     max_ship_length_px: float | None = None
     max_mask_iou: float = 0.5
     point_grid: int | None = None
@@ -70,29 +72,33 @@ class DetectSettings:
         """These settings with every unset threshold taken from the model's operating point.
 
         A model trained on scenes of several pixel sizes (sensors) holds a score threshold
-        per pixel size; a scene of `pixel_size` (ground metres) takes the nearest one in
-        log scale, and a scene of unknown size the one chosen over all validation chips.
-        Model files written before geosam recorded an operating point fall back to 0.3 and
-        0.3, the old defaults, and no length limit.
+        and a mask cut per pixel size; a scene of `pixel_size` (ground metres) takes the
+        nearest in log scale, and a scene of unknown size those chosen over all validation
+        chips. Model files written before geosam recorded an operating point fall back to
+        0.3 and 0.3, the old defaults, and no length limit; before it chose mask cuts, to 0.
         """
         point = meta.get("operating_point") or {}
 
         def pick(mine: float | None, key: str, old: float | None) -> float | None:
             return mine if mine is not None else point.get(key, old)
 
-        min_score = pick(self.min_score, "min_score", 0.3)
-        by_size = point.get("min_score_by_pixel_size")
-        if self.min_score is None and by_size and pixel_size:
-            min_score = nearest_pixel_size([tuple(e) for e in by_size], pixel_size)[1]
+        def by_sensor(mine: float | None, key: str, old: float) -> float | None:
+            chosen = pick(mine, key, old)
+            by_size = point.get(f"{key}_by_pixel_size")
+            if mine is None and by_size and pixel_size:
+                chosen = nearest_pixel_size([tuple(e) for e in by_size], pixel_size)[1]
+            return chosen
+
         return replace(
             self,
             prompter_threshold=pick(self.prompter_threshold, "prompter_threshold", 0.3),
-            min_score=min_score,
+            min_score=by_sensor(self.min_score, "min_score", 0.3),
+            mask_cut=by_sensor(self.mask_cut, "mask_cut", 0.0),
             max_ship_length_px=pick(self.max_ship_length_px, "max_ship_length_px", None),
         )
 
     def threshold(self, name: str) -> float:
-        """A resolved threshold (``prompter_threshold`` or ``min_score``)."""
+        """A resolved threshold (``prompter_threshold``, ``min_score`` or ``mask_cut``)."""
         value = getattr(self, name)
         if value is None:
             raise ValueError(f"DetectSettings.{name} is unset; resolve with for_model(meta)")
@@ -111,11 +117,11 @@ def chip_prompts(
     The prompts are in chip pixels; with a prompt layer, each carries its row in the layer
     (one prompt, one ship), else the key -1.
     """
-    size = sample.chip.size
+    size, cut = sample.chip.size, settings.threshold("mask_cut")
     if prompt_layer is not None:
         found = prompt_layer.for_chip(sample.chip)
-        box_masks, box_iou = predictor.prompted_masks(embedding, boxes=found.boxes)
-        pt_masks, pt_iou = predictor.prompted_masks(embedding, points=found.points)
+        box_masks, box_iou = predictor.prompted_masks(embedding, boxes=found.boxes, cut=cut)
+        pt_masks, pt_iou = predictor.prompted_masks(embedding, points=found.points, cut=cut)
         keys = np.concatenate([found.box_rows, found.point_rows])
         prompts = MaskPrompts.stack(found.boxes, found.points, keys)
         return np.concatenate([box_masks, pt_masks]), np.concatenate([box_iou, pt_iou]), prompts
@@ -124,10 +130,10 @@ def chip_prompts(
         centres = (np.arange(n) + 0.5) * size / n
         grid = np.stack(np.meshgrid(centres, centres), -1).reshape(-1, 2).astype(np.float32)
         on_data = sample.valid[grid[:, 1].astype(int), grid[:, 0].astype(int)]
-        masks, iou = predictor.masks(embedding, points=grid[on_data])
+        masks, iou = predictor.masks(embedding, points=grid[on_data], cut=cut)
         return masks, iou, MaskPrompts.stack(points=grid[on_data])
     boxes, centre_scores = predictor.propose(embedding, settings.threshold("prompter_threshold"))[0]
-    masks, iou, boxes = predictor.proposal_masks(embedding, boxes)
+    masks, iou, boxes = predictor.proposal_masks(embedding, boxes, cut)
     return masks, iou * centre_scores, MaskPrompts.stack(boxes=boxes)
 
 

@@ -36,7 +36,7 @@ class FinetuneSettings:
     weight_decay: float = 0.01
     warmup_steps: int = 50
     grad_clip: float = 1.0
-    average_decay: float = 0.0
+    average_decay: float = 0.995
     val_fraction: float = 0.2
     patience: int = 8
     augment: bool = True

@@ -59,12 +59,14 @@ def score_prompts(
     scene: str | os.PathLike[str],
     labels: str | os.PathLike[str],
     layer: str | None = None,
+    cut: float = 0.0,
 ) -> PromptScores:
     """Box, point and filled-box IoU of every reference ship of a scene, each scored once.
 
     Chips are read with `settings`, the model's own (``ChipSettings.from_dict`` of its
-    metadata); a ship seen by several chips is scored on the chip that shows the largest
-    share of it.
+    metadata), and masks cut at `cut`, the model's for the scene (`DetectSettings.for_model`),
+    as `detect` reads and cuts them; a ship seen by several chips is scored on the chip that
+    shows the largest share of it.
     """
     best: dict[int, tuple[float, tuple[float, float, float]]] = {}
     with SceneChips(scene, labels, layer, settings) as chips:
@@ -79,8 +81,8 @@ def score_prompts(
                 continue
             boxes, truth = found.boxes[has], masks[has]
             points = np.stack([central_point(m) for m in truth])
-            box_pred, _ = predictor.prompted_masks(embedding, boxes=boxes)
-            point_pred, _ = predictor.prompted_masks(embedding, points=points)
+            box_pred, _ = predictor.prompted_masks(embedding, boxes=boxes, cut=cut)
+            point_pred, _ = predictor.prompted_masks(embedding, points=points, cut=cut)
             filled = filled_boxes(boxes, sample.chip.size).numpy()
             ious = (_iou(box_pred, truth), _iou(point_pred, truth), _iou(filled, truth))
             for k, (ship, share) in enumerate(

@@ -38,6 +38,7 @@ from geosam.pipelines.distributed import (
 )
 from geosam.pipelines.finetune_settings import EpochEvent, FinetuneSettings
 from geosam.pipelines.lr_schedule import warmup_cosine, warmup_length
+from geosam.pipelines.mask_cuts import MaskCutTally
 from geosam.pipelines.training_data import TrainChip, TrainingPair, longest_ship_px
 from geosam.pipelines.training_views import MAX_SHIFT, ChipViews, View
 from geosam.pipelines.validation import DetectionTally, ValidationSums, operating_point
@@ -320,7 +321,9 @@ class Trainer:
             all_reduce_sum([counts])
             broadcast_from_main([counts])  # bit-identical everywhere: one stopping decision
             sums = ValidationSums.from_counts(
-                counts.tolist(), DetectionTally.join(gather_objects(sums.tally))
+                counts.tolist(),
+                DetectionTally.join(gather_objects(sums.tally)),
+                MaskCutTally.join(gather_objects(sums.cuts)),
             )
         return sums.metrics()
 

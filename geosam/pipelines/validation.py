@@ -1,7 +1,8 @@
 """Validation scores: the filled-box baseline, centre matches, the detection operating point.
 
 The operating point is the detection score threshold with the best F1 on validation chips,
-per sensor, with F1 averaged over a strict and a loose match (`MATCH_IOUS`).
+per sensor, with F1 averaged over a strict and a loose match (`MATCH_IOUS`), and the cut of
+the mask logits with the best box-prompt IoU, per sensor (`geosam.pipelines.mask_cuts`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from geosam.model.losses import mask_iou
 from geosam.model.predict import ChipPredictor
 from geosam.model.prompter import decode_boxes
 from geosam.model.shipsam import ShipSam
+from geosam.pipelines.mask_cuts import MaskCutTally
 from geosam.pipelines.training_data import TrainChip
 
 PROPOSAL_THRESHOLD = 0.1
@@ -47,6 +49,7 @@ MATCH_IOUS = (0.3, 0.5)
 sensor whose ships are too small to outline at 0.5 (10 m ships) still gets a useful
 threshold (COCO averages AP over IoUs for the same reason)."""
 THRESHOLD_KEY = "score_threshold"
+CUT_KEY = "mask_cut"
 
 
 @dataclass
@@ -163,21 +166,21 @@ class DetectionTally:
 class ValidationSums:
     """Running sums of the validation scores over chips (added up over ranks as counts).
 
-    Box-prompt mask IoU and Dice of every reference ship, the filled-box baseline, prompter
-    centre precision and recall (centre score >= 0.3), and prompt-free detections as `detect`
-    makes them (prompter proposals decoded into masks, `ChipPredictor.proposal_masks`, scored
-    by centre score x predicted IoU, duplicates suppressed), from which the operating point is
-    chosen.
+    Box-prompt mask IoU and Dice of every reference ship at every candidate cut of the
+    logits (`MaskCutTally`), the filled-box baseline, prompter centre precision and recall
+    (centre score >= 0.3), and prompt-free detections as `detect` makes them (prompter
+    proposals decoded into masks, `ChipPredictor.proposal_masks`, scored by centre score x
+    predicted IoU, duplicates suppressed), from which the operating point is chosen. The
+    proposals' masks are cut at 0: the cuts are being chosen in the same pass.
     """
 
     masks: float = 0.0
-    iou: float = 0.0
-    dice: float = 0.0
     box_iou: float = 0.0
     tp: float = 0.0
     fp: float = 0.0
     fn: float = 0.0
     tally: DetectionTally = field(default_factory=DetectionTally)
+    cuts: MaskCutTally = field(default_factory=MaskCutTally)
 
     def add_chip(self, model: ShipSam, chip: TrainChip, embedding: torch.Tensor) -> None:
         """Score one chip from its (1, C, E, E) embedding."""
@@ -186,13 +189,10 @@ class ValidationSums:
             boxes = torch.from_numpy(chip.boxes).to(embedding.device)
             logits, _ = decode(sam, embedding, boxes=boxes, dense_box=dense, refiner=model.refiner)
             filled = filled_boxes(chip.boxes, chip.image.shape[-1])
-            pred = (logits.float() > 0).cpu() & filled  # as `detect` keeps a box prompt's mask
             target = torch.from_numpy(chip.masks)
-            inter = (pred & target).flatten(1).sum(1).float()
-            union = (pred.flatten(1).sum(1) + target.flatten(1).sum(1)).clamp(min=1)
+            # Kept inside the box, as `detect` keeps a box prompt's mask.
+            self.cuts.add(logits, filled, target, chip.pixel_size)
             self.masks += len(chip.boxes)
-            self.iou += float(mask_iou(pred, target).double().sum())
-            self.dice += float((2 * inter / union).double().sum())
             self.box_iou += float(mask_iou(filled, target).double().sum())
         outputs = model.prompter(embedding.float())
         found, centre = decode_boxes(
@@ -211,13 +211,15 @@ class ValidationSums:
 
     def counts(self) -> list[float]:
         """The numeric sums, in field order (for an all-reduce)."""
-        return [self.masks, self.iou, self.dice, self.box_iou, self.tp, self.fp, self.fn]
+        return [self.masks, self.box_iou, self.tp, self.fp, self.fn]
 
     @staticmethod
-    def from_counts(counts: list[float], tally: DetectionTally) -> ValidationSums:
-        """Inverse of `counts`, with the joined detection tally."""
-        masks, iou, dice, box_iou, tp, fp, fn = counts
-        return ValidationSums(masks, iou, dice, box_iou, tp, fp, fn, tally)
+    def from_counts(
+        counts: list[float], tally: DetectionTally, cuts: MaskCutTally
+    ) -> ValidationSums:
+        """Inverse of `counts`, with the joined detection and mask-cut tallies."""
+        masks, box_iou, tp, fp, fn = counts
+        return ValidationSums(masks, box_iou, tp, fp, fn, tally, cuts)
 
     def metrics(self) -> dict[str, float]:
         """Means and ratios; ``val_score`` (mean of IoU and F1) picks the best model.
@@ -225,6 +227,8 @@ class ValidationSums:
         ``score_threshold`` is the best threshold over all chips; with chips of several pixel
         sizes, ``score_threshold@<size>`` is each size's own (`group_thresholds`) and
         ``val_f1`` the F1 with each size at its own threshold, as `detect` will run.
+        ``mask_cut`` (and ``mask_cut@<size>`` with several sizes) is the logit cut with the
+        best box-prompt IoU; ``val_iou`` and ``val_dice`` are scored at each size's cut.
         """
         f1, threshold = self.tally.best()
         by_size: dict[str, float] = {}
@@ -236,47 +240,67 @@ class ValidationSums:
                 for size, value in chosen.items()
                 if size is not None
             }
-        val_iou = self.iou / self.masks if self.masks else 0.0
+        cuts = self.cuts.best_cuts()
+        val_iou, val_dice = self.cuts.means(cuts)
+        pooled = self.cuts.pooled().best_cuts().get(None, 0.0)
+        cut_by_size: dict[str, float] = {}
+        if len(cuts) > 1:
+            cut_by_size = {f"{CUT_KEY}@{size:.4g}": v for size, v in cuts.items() if size}
         return {
             "val_iou": val_iou,
-            "val_dice": self.dice / self.masks if self.masks else 0.0,
+            "val_dice": val_dice,
             "box_iou": self.box_iou / self.masks if self.masks else 0.0,
             "prompter_precision": self.tp / max(1, self.tp + self.fp),
             "prompter_recall": self.tp / max(1, self.tp + self.fn),
             "val_f1": f1,
             THRESHOLD_KEY: threshold,
             **by_size,
+            CUT_KEY: pooled,
+            **cut_by_size,
             "val_score": (val_iou + f1) / 2,
         }
 
 
-def thresholds_by_pixel_size(metrics: dict[str, float]) -> list[tuple[float, float]]:
-    """The (pixel size, threshold) pairs of `ValidationSums.metrics`, finest first."""
-    prefix = f"{THRESHOLD_KEY}@"
+def thresholds_by_pixel_size(
+    metrics: dict[str, float], key: str = THRESHOLD_KEY
+) -> list[tuple[float, float]]:
+    """The (pixel size, value) pairs of `key` (a score threshold, or `CUT_KEY`), finest first."""
+    prefix = f"{key}@"
     found = [(float(k[len(prefix) :]), v) for k, v in metrics.items() if k.startswith(prefix)]
     return sorted(found)
 
 
 def thresholds_text(metrics: dict[str, float]) -> str:
-    """The score threshold(s) of `metrics` for people: one, or one per sensor's pixel size."""
+    """The score threshold(s) and mask cut(s) of `metrics` for people: one, or one per sensor."""
     by_size = thresholds_by_pixel_size(metrics)
+    cuts = dict(thresholds_by_pixel_size(metrics, CUT_KEY))
     if not by_size:
-        return f"score {metrics.get(THRESHOLD_KEY, 0.0):.2f}"
-    return "score " + ", ".join(f"{t:.2f} ({size:g} m pixels)" for size, t in by_size)
+        return (
+            f"score {metrics.get(THRESHOLD_KEY, 0.0):.2f}, masks cut at logit "
+            f"{metrics.get(CUT_KEY, 0.0):+.1f}"
+        )
+    return "score " + ", ".join(
+        f"{t:.2f} and masks cut at {cuts.get(size, metrics.get(CUT_KEY, 0.0)):+.1f} "
+        f"({size:g} m pixels)"
+        for size, t in by_size
+    )
 
 
 def operating_point(metrics: dict[str, float], max_ship_length_px: float) -> dict[str, Any]:
     """What `detect` needs from a validation: the thresholds it chose, and the longest ship.
 
-    ``min_score_by_pixel_size`` lists (pixel size, threshold) per sensor when training had
-    several; `detect` takes the entry nearest a scene's pixel size (see `DetectSettings`).
+    ``min_score_by_pixel_size`` and ``mask_cut_by_pixel_size`` list (pixel size, value) per
+    sensor when training had several; `detect` takes the entry nearest a scene's pixel size
+    (see `DetectSettings`).
     """
     point: dict[str, Any] = {
         "prompter_threshold": PROPOSAL_THRESHOLD,
         "min_score": float(metrics.get(THRESHOLD_KEY, 0.3)),
+        "mask_cut": float(metrics.get(CUT_KEY, 0.0)),
         "max_ship_length_px": max_ship_length_px,
     }
-    by_size = thresholds_by_pixel_size(metrics)
-    if by_size:
-        point["min_score_by_pixel_size"] = [list(entry) for entry in by_size]
+    for key, name in ((THRESHOLD_KEY, "min_score"), (CUT_KEY, "mask_cut")):
+        by_size = thresholds_by_pixel_size(metrics, key)
+        if by_size:
+            point[f"{name}_by_pixel_size"] = [list(entry) for entry in by_size]
     return point
