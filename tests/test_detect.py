@@ -208,6 +208,13 @@ def test_detect_cuts_masks_where_the_model_file_says(harbour, trained_model, tmp
     assert len(areas[-1.0]) == len(areas[0.0]) > 0
     # A lower cut keeps more of each logit map: every ship is at least as large.
     assert areas[-1.0].sum() > areas[0.0].sum()
+    # --mask-cut overrides the model's cut.
+    out = tmp_path / "cli.gpkg"
+    args = ["-q", "detect", str(scene), "--model", str(tmp_path / "cut0.0.pt"), "-o", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--prompts", str(ships), "--mask-cut", "-1"])
+    assert result.exit_code == 0, result.output
+    found = gpd.read_file(out, layer="harbour")
+    assert np.allclose(np.sort(found.geometry.area.to_numpy()), areas[-1.0])
 
 
 def test_kill_9_then_the_same_detect_gives_the_uninterrupted_output(

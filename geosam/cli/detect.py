@@ -63,6 +63,15 @@ from geosam.pipelines.detect import DetectSettings, detect
     "Default: the threshold with the best F1 on the validation chips, stored in the model.",
 )
 @click.option(
+    "--mask-cut",
+    type=float,
+    default=None,
+    metavar="LOGIT",
+    help="A mask holds the pixels whose logit is above this (SAM's own cut is 0). Default: "
+    "the cut with the best box-prompt IoU on the validation ships of the scene's sensor, "
+    "stored in the model.",
+)
+@click.option(
     "--prompter-threshold",
     type=click.FloatRange(0, 1),
     default=None,
@@ -133,6 +142,7 @@ def detect_cmd(
     within_layer: str | None,
     point_grid: int | None,
     min_score: float | None,
+    mask_cut: float | None,
     prompter_threshold: float | None,
     simplify: float | None,
     overlap: int | None,
@@ -176,6 +186,7 @@ def detect_cmd(
     settings = DetectSettings(
         prompter_threshold=prompter_threshold,
         min_score=min_score,
+        mask_cut=mask_cut,
         point_grid=point_grid,
         simplify=simplify,
         device=device,
