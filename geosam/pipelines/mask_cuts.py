@@ -50,9 +50,12 @@ class MaskCutTally:
             iou[k] = float(mask_iou(pred, target).double().sum())
             total = (pred.flatten(1).sum(1) + size).clamp(min=1)
             dice[k] = float((2 * inter / total).double().sum())
+        self._add(group, iou, dice, len(logits))
+
+    def _add(self, group: float | None, iou: np.ndarray, dice: np.ndarray, masks: int) -> None:
         self.iou[group] = self.iou.get(group, 0) + iou
         self.dice[group] = self.dice.get(group, 0) + dice
-        self.masks[group] = self.masks.get(group, 0) + len(logits)
+        self.masks[group] = self.masks.get(group, 0) + masks
 
     @staticmethod
     def join(parts: list[MaskCutTally]) -> MaskCutTally:
@@ -60,18 +63,14 @@ class MaskCutTally:
         joined = MaskCutTally()
         for part in parts:
             for group, count in part.masks.items():
-                joined.iou[group] = joined.iou.get(group, 0) + part.iou[group]
-                joined.dice[group] = joined.dice.get(group, 0) + part.dice[group]
-                joined.masks[group] = joined.masks.get(group, 0) + count
+                joined._add(group, part.iou[group], part.dice[group], count)
         return joined
 
     def pooled(self) -> MaskCutTally:
         """All sensors' masks as one group (None), for scenes of unknown pixel size."""
         pooled = MaskCutTally()
         for group, count in self.masks.items():
-            pooled.iou[None] = pooled.iou.get(None, 0) + self.iou[group]
-            pooled.dice[None] = pooled.dice.get(None, 0) + self.dice[group]
-            pooled.masks[None] = pooled.masks.get(None, 0) + count
+            pooled._add(None, self.iou[group], self.dice[group], count)
         return pooled
 
     def best_cuts(self) -> dict[float | None, float]:
