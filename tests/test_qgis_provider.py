@@ -335,6 +335,8 @@ SCENARIO = textwrap.dedent(
         f"{work / 'ships.gpkg'}|layername={layer}", "x", "ogr").featureCount()
     facts["within"] = run("geosam:detect_ships", {
         **detect, "WITHIN": labels, "OUTPUT": str(work / "within.gpkg")})
+    facts["cut"] = run("geosam:detect_ships", {
+        **detect, "MASK_CUT": 1000, "OUTPUT": str(work / "cut.gpkg")})
 
     facts["evaluate"] = run("geosam:evaluate", {
         "PRED": str(work / "ships.gpkg"), "TRUTH": labels, "OUTPUT": "TEMPORARY_OUTPUT",
@@ -578,6 +580,16 @@ def test_detect_ships_within_an_area_keeps_only_ships_in_it(
     area = gpd.read_file(data["ships"], layer=LAYER).to_crs(ships.crs).union_all()
     assert len(ships) <= scenario["detect"]["count"]
     assert ships.geometry.representative_point().intersects(area).all()
+
+
+def test_detect_ships_passes_the_mask_cut_to_geosam(scenario: dict[str, Any]) -> None:
+    cut = scenario["cut"]
+    assert cut["error"] is None, cut["log"]
+    command = next(line for line in cut["log"] if line.startswith("COMMAND "))
+    assert " --mask-cut 1000" in command
+    # No logit passes 1000: every mask is empty, so no ship, where the model's cut finds some.
+    assert scenario["detect"]["count"] > 0
+    assert len(gpd.read_file(scenario["work"] / "cut.gpkg", layer=LAYER)) == 0
 
 
 def test_evaluate_gives_a_score_table_and_json(scenario: dict[str, Any]) -> None:

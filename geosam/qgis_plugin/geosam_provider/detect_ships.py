@@ -73,6 +73,14 @@ class DetectShips(GeosamAlgorithm):
             )
         )
         self.advanced(
+            QgsProcessingParameterNumber(
+                "MASK_CUT",
+                self.tr("Mask cut: logit a ship pixel must pass (empty: the model's per sensor)"),
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+            )
+        )
+        self.advanced(
             QgsProcessingParameterFeatureSource(
                 "PROMPTS",
                 self.tr("Prompts: boxes or points, one ship each, instead of the prompter"),
@@ -161,6 +169,7 @@ class DetectShips(GeosamAlgorithm):
         for name, flag, integer in (
             ("MIN_SCORE", "--min-score", False),
             ("PROMPTER_THRESHOLD", "--prompter-threshold", False),
+            ("MASK_CUT", "--mask-cut", False),
             ("POINT_GRID", "--point-grid", True),
             ("SIMPLIFY", "--simplify", False),
             ("OVERLAP", "--overlap", True),
