@@ -26,9 +26,9 @@ from geosam.data.split import SplitChip, spatial_split
 from geosam.model.checkpoints import RANDOM_INIT, cache_dir, load_sam
 from geosam.model.device import pick_device
 from geosam.model.embeddings import EmbeddingCache
-from geosam.model.losses import prompt_losses
-from geosam.model.prompter import encode_targets, prompter_loss
+from geosam.model.prompter import encode_targets
 from geosam.model.shipsam import ShipSam
+from geosam.pipelines.batch_loss import batch_loss
 from geosam.pipelines.distributed import (
     Ranks,
     all_reduce_sum,
@@ -185,12 +185,9 @@ class Trainer:
         """The loss of a batch of chips, or with several ranks this rank's part of it.
 
         Each chip is seen in a random view (flips and quarter turns, see
-        `geosam.data.augment`) with freshly drawn prompts. The loss of a batch is the mean
-        mask loss over the prompts of all its chips plus the prompter loss, whose heatmap term
-        is normalised by the ship centres of all its chips and whose offset/size term by the
-        weights of its supervised cells. A rank sees its share of the chips only, so each
-        term, computed on the share, is scaled by the share's count over the batch's count
-        (all 1 for a single process); the parts add up to the batch's loss.
+        `geosam.data.augment`) with freshly drawn prompts; `batch_loss` adds up the terms.
+        A rank sees its share of the chips only; the batch's counts of prompts, ship centres
+        and supervised cells are summed over ranks so that each rank scales its part.
         """
         mine = self.ranks.share(batch)
         drawn = [self._sample(i) for i in mine]
@@ -212,27 +209,10 @@ class Trainer:
         if not mine:
             return torch.zeros((), device=self.device)
         emb = self.embeddings(mine, grad=True, views=views)
-        losses = [
-            prompt_losses(
-                self.model.sam,
-                emb[j : j + 1],
-                prompts,
-                self.model.dense_box,
-                self.model.refiner,
-            )
-            for j, prompts in enumerate(sampled)
-            if len(prompts)
-        ]
-        share = [max(1, n) / max(1, t) for n, t in zip(local, totals, strict=True)]
-        mask_loss = torch.cat(losses).mean() * share[0] if losses else emb.sum() * 0
-        outputs = self.model.prompter(emb.float())
-        # prompter_loss = heatmap term + offset/size term, each over its own count; rescale
-        # the two terms apart: the heatmap term alone is the loss with no supervised cells.
-        p_loss = prompter_loss(outputs, targets) * share[2]
-        if share[1] != share[2]:
-            heat_only = (*targets[:3], torch.zeros_like(targets[3]))
-            p_loss = p_loss + prompter_loss(outputs, heat_only) * (share[1] - share[2])
-        return mask_loss + p_loss
+        prompts, centres, cells = (
+            max(1, n) / max(1, t) for n, t in zip(local, totals, strict=True)
+        )
+        return batch_loss(self.model, emb, sampled, targets, (prompts, centres, cells))
 
     def _sample(self, chip: int) -> tuple[View, PromptBatch, np.ndarray]:
         """A random view of the chip, its prompts, and its (N, 4) XYXY boxes in that view.
