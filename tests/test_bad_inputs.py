@@ -31,6 +31,7 @@ from conftest import TRANSFORM, UTM33, pixel_polygon, save_untrained_tiny, write
 
 import geosam.model  # noqa: F401  (first: makes segment_anything's torchvision importable)
 from geosam.cli.main import cli
+from geosam.data.settings import ChipSettings
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning"),
@@ -535,6 +536,15 @@ def raw_payload(kit: Kit, name: str, edit: Callable[[dict[str, Any]], None]) -> 
     return path
 
 
+def one_band_scene_three_band_model(kit: Kit) -> Case:
+    """A model trained on bands 1-3 of a colour scene, run on a panchromatic one."""
+    model = model_variant(
+        kit, "rgb_model.pt", chip_settings=ChipSettings(size=256, bands=(1, 2, 3)).to_dict()
+    )
+    scene = kit.scene("pan.tif", width=256, height=256, count=1)
+    return Case(kit.detect(scene, model), scene, "bands 1-1: choose bands it has with --bands")
+
+
 def empty_model(kit: Kit) -> Case:
     path = kit.inputs / "model.pt"
     path.write_bytes(b"")
@@ -722,6 +732,7 @@ ERRORS: dict[str, Callable[[Kit], Case]] = {
     "model-newer-format": newer_format,
     "model-metadata-missing": metadata_missing,
     "model-missing": missing_model,
+    "model-bands-beyond-the-scene": one_band_scene_three_band_model,
     # environment
     "env-tile-read-only-output": tile_read_only,
     "env-detect-read-only-output": detect_read_only,

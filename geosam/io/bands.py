@@ -38,8 +38,10 @@ def resolve_bands(src: DatasetReader, bands: Sequence[int] | None) -> tuple[int,
         )
     bad = [b for b in bands if not 1 <= b <= src.count]
     if bad:
+        example = "1" if src.count < 3 else "1,2,3"
         raise BandError(
-            f"{src.name}: band {bad[0]} is out of range; the scene has bands 1-{src.count}"
+            f"{src.name}: band {bad[0]} is out of range; the scene has bands 1-{src.count}: "
+            f"choose bands it has with --bands, e.g. --bands {example}"
         )
     if len(bands) == 1:
         return bands[0], bands[0], bands[0]

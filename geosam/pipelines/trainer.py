@@ -209,10 +209,11 @@ class Trainer:
         if not mine:
             return torch.zeros((), device=self.device)
         emb = self.embeddings(mine, grad=True, views=views)
-        prompts, centres, cells = (
+        prompt_share, centre_share, cell_share = (
             max(1, n) / max(1, t) for n, t in zip(local, totals, strict=True)
         )
-        return batch_loss(self.model, emb, sampled, targets, (prompts, centres, cells))
+        share = (prompt_share, centre_share, cell_share)
+        return batch_loss(self.model, emb, sampled, targets, share)
 
     def _sample(self, chip: int) -> tuple[View, PromptBatch, np.ndarray]:
         """A random view of the chip, its prompts, and its (N, 4) XYXY boxes in that view.
