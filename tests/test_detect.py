@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -122,6 +123,49 @@ def test_scene_without_ships_gives_an_empty_layer(make_scene, trained_model, tmp
     detect([scene], trained_model, out, DetectSettings(min_score=1.0))
     frame = gpd.read_file(out, layer="open_sea")
     assert len(frame) == 0 and frame.crs is not None
+
+
+def test_other_bands_at_detect_take_the_models_stretch_along(
+    make_scene, trained_model, tmp_path, caplog
+):
+    """A model that recorded a 16-bit stretch for bands 1-3, on a one-band scene: `--bands 1`
+    reads that band through the recorded low and high (before, "band 2 is out of range")."""
+    from geosam.data.samples import SceneChips
+    from geosam.io.stretch import Stretch
+    from geosam.model.model_file import load_model_file, save_model_file
+    from geosam.pipelines.detect import _chip_settings
+
+    state, meta = load_model_file(trained_model)
+    recorded = Stretch(bands=(1, 2, 3), low=(500.0,) * 3, high=(3500.0,) * 3)
+    # Read at the scene's own pixel size, so chip pixels are scene pixels.
+    meta["chip_settings"] = {**meta["chip_settings"], "stretch": recorded.to_dict()}
+    meta["chip_settings"]["scale_rule"] = []
+    model = tmp_path / "model16.pt"
+    save_model_file(model, state, meta)
+    scene = make_scene(width=300, height=300, count=1, dtype="uint16", name="pan.tif")
+    out = tmp_path / "pan.gpkg"
+    args = ["detect", str(scene), "--model", str(model), "-o", str(out), "--min-score", "1"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and "--bands" in refused.output and not out.exists()
+    result = CliRunner().invoke(cli, [*args, "--bands", "1"])
+    assert result.exit_code == 0, result.output
+    assert gpd.read_file(out, layer="pan").crs is not None
+    settings = _chip_settings(meta, {"bands": (1,)})
+    with rasterio.open(scene) as src:
+        band = src.read(1, window=((0, 64), (0, 64)))
+    with SceneChips(scene, settings=settings) as chips:
+        image = chips.sample(chips.chips[0]).image[:, :64, :64]
+    expected = recorded.scale(np.repeat(band[None], 3, 0))
+    np.testing.assert_array_equal(image, expected)
+    # Estimated on the scene it would differ: the scene's values span 1..3999.
+    with SceneChips(scene, settings=replace(settings, stretch=None)) as chips:
+        assert not np.array_equal(chips.sample(chips.chips[0]).image[:, :64, :64], expected)
+    # A stretch estimated band by band says nothing of band 1 alone: estimated anew, said so.
+    per_band = Stretch(bands=(1, 2, 3), low=(500.0, 600.0, 700.0), high=(3500.0,) * 3)
+    meta["chip_settings"]["stretch"] = per_band.to_dict()
+    with caplog.at_level("WARNING", logger="geosam"):
+        assert _chip_settings(meta, {"bands": (1,)}).stretch is None
+    assert "estimated on each scene" in caplog.text
 
 
 def test_cli_detect_refuses_existing_output_and_bad_model(harbour, trained_model, tmp_path):

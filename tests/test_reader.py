@@ -145,6 +145,17 @@ def test_stretch_with_other_bands_than_requested_is_refused(tmp_path):
         SceneReader(path, bands=(3, 2, 1), stretch=stretch)
 
 
+def test_a_shared_stretch_moves_to_other_bands_and_a_per_band_one_does_not():
+    shared = Stretch(bands=(1, 2, 3), low=(100.0,) * 3, high=(3000.0,) * 3)
+    moved = shared.for_bands((4,))
+    assert moved is not None and moved.bands == (4, 4, 4)
+    assert (moved.low, moved.high, moved.percentiles) == (shared.low, shared.high, (2.0, 98.0))
+    assert shared.for_bands((1, 2, 3)) is shared
+    per_band = Stretch(bands=(1, 2, 3), low=(100.0, 120.0, 90.0), high=(3000.0,) * 3)
+    assert per_band.for_bands((3, 2, 1)) is None
+    assert per_band.for_bands((1, 2, 3)) is per_band
+
+
 def test_bad_stretch_file_is_refused(tmp_path):
     with pytest.raises(InputNotFoundError, match="no such stretch file"):
         load_stretch(tmp_path / "missing.json")

@@ -91,7 +91,13 @@ from geosam.pipelines.detect import DetectSettings, detect
     default=None,
     help="Override the chip overlap recorded in the model.",
 )
-@click.option("--bands", default=None, metavar="R,G,B", help="Override the recorded bands.")
+@click.option(
+    "--bands",
+    default=None,
+    metavar="R,G,B",
+    help="Override the recorded bands (e.g. 1 on a one-band scene); the recorded stretch "
+    "moves with them.",
+)
 @click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False),

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,20 @@ class Stretch:
         """(3, 65536) uint8 indexed by value + 32768, for int16 (and int8) data."""
         values = np.arange(-(2**15), 2**15, dtype=np.int16)
         return self.scale(np.broadcast_to(values, (3, 1, 2**16)))[:, 0]
+
+    def for_bands(self, bands: Sequence[int]) -> Stretch | None:
+        """The same stretch on other scene bands (one band: repeated), or None if it cannot be.
+
+        A stretch with one low and one high value for all bands (the default) maps any band
+        alike, so it moves to the new bands unchanged; one estimated band by band says
+        nothing about other bands (None: estimate one on the scene).
+        """
+        chosen = tuple(bands) * 3 if len(bands) == 1 else tuple(bands)
+        if chosen == self.bands:
+            return self
+        if len(set(self.low)) == 1 and len(set(self.high)) == 1:
+            return replace(self, bands=chosen)
+        return None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""

@@ -183,8 +183,28 @@ def _scene_settings(
 
 
 def _chip_settings(meta: dict[str, Any], overrides: dict[str, Any] | None) -> ChipSettings:
+    """The model's chip settings with `overrides`; other bands take the recorded stretch along.
+
+    A model trained on one 16-bit scene records that scene's stretch, for its bands; with
+    other bands (``--bands``) the stretch moves to them (`Stretch.for_bands`) or, if it was
+    estimated band by band, is estimated again on each scene.
+    """
     chip_settings = ChipSettings.from_dict(meta["chip_settings"])
-    return replace(chip_settings, **overrides) if overrides else chip_settings
+    if not overrides:
+        return chip_settings
+    chosen = replace(chip_settings, **overrides)
+    recorded = chip_settings.stretch
+    if "bands" in overrides and "stretch" not in overrides and recorded is not None:
+        moved = recorded.for_bands(overrides["bands"])
+        if moved is None:
+            log.warning(
+                "the model's stretch was estimated band by band for bands %s; bands %s get "
+                "a stretch estimated on each scene",
+                ",".join(map(str, recorded.bands)),
+                ",".join(map(str, overrides["bands"])),
+            )
+        chosen = replace(chosen, stretch=moved)
+    return chosen
 
 
 def _with_attributes(frame: gpd.GeoDataFrame, scene: str, model: Path) -> gpd.GeoDataFrame:
