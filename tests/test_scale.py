@@ -72,10 +72,32 @@ def test_a_scene_of_the_trained_grid_keeps_its_whole_factor(make_scene):
     assert gsd_for_scene(scene, ((10.0, 1),)) is None  # factor 1: as it is
 
 
-def test_a_finer_scene_than_the_read_size_is_never_read_coarser(make_scene):
-    """A 1 m scene nearest a 10 m x3 sensor stays at 1 m (3.3 m would discard detail)."""
-    scene = make_scene(width=64, height=64, transform=Affine(1, 0, 5e5, 0, -1, 4e6))
-    assert gsd_for_scene(scene, ((10.0, 3),)) is None
+def test_a_finer_scene_than_the_read_size_is_read_at_that_size(make_layer, make_scene):
+    """A 2 m product of a 10 m x3 sensor's place is read at the sensor's 3.3 m, so its ships
+    span as many read pixels as in training (read as it was, 1.67x as many: on the dev
+    marina at twice its pixels per metre that found 5 of 65 yachts instead of 50)."""
+    coarse = make_scene(
+        width=100, height=100, name="s10.tif", transform=Affine(10, 0, 5e5, 0, -10, 4e6)
+    )
+    fine = make_scene(width=500, height=500, name="s2.tif", transform=Affine(2, 0, 5e5, 0, -2, 4e6))
+    rule = ((10 * UTM_GROUND, 3),)
+    assert gsd_for_scene(fine, rule) == pytest.approx((10 / 3, 10 / 3), rel=1e-6)
+    near = make_scene(
+        width=64, height=64, name="s3.tif", transform=Affine(3.2, 0, 5e5, 0, -3.2, 4e6)
+    )
+    assert gsd_for_scene(near, rule) is None  # within 5 % of 3.33 m: read as it is
+    ship = shapely.box(5e5 + 300, 4e6 - 540, 5e5 + 600, 4e6 - 500)  # 300 x 40 m
+    labels = make_layer([ship])
+    settings = ChipSettings(size=256, overlap=0, scale_rule=rule)
+
+    def length(path):
+        with SceneChips(path, labels, settings=settings) as chips:
+            boxes = [s.labels.boxes for s in chips if s.labels is not None and len(s.labels)]
+        found = np.concatenate(boxes)
+        return float((found[:, 2] - found[:, 0]).max())
+
+    assert length(fine) == pytest.approx(length(coarse), abs=1.0)
+    assert length(coarse) == pytest.approx(90, abs=1.0)  # 300 m at 3.33 m
 
 
 @pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:4326"])

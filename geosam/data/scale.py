@@ -207,8 +207,11 @@ def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | Res
 
     The scene's sensor is the rule's entry nearest it in log ground pixel size. A scene with
     square pixels within `SAME_GRID_TOLERANCE` of that size is read by the entry's whole
-    factor on its own grid; any other (a Web Mercator or lon/lat grid) is resampled to the
-    entry's read size in metres along x and y, never coarser than it is. Unreadable scenes
+    factor on its own grid; any other (a Web Mercator or lon/lat grid, a finer or coarser
+    product) is resampled to the entry's read size in metres along x and y, finer or coarser:
+    a model knows ships at the size it learned them, and a 0.13 m crop of the dev marina read
+    as it is, twice the pixels per metre of training, found 5 of 65 held-out yachts where read
+    at the marina's 0.26 m it found 50 (`bench/RESULTS.md`, section 6). Unreadable scenes
     give None (the reader then reports any error itself).
     """
     if not rule:
@@ -224,7 +227,7 @@ def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | Res
         log.info("%s: read at x%d, as its sensor's scenes were in training", name, factor)
         return (pixel.res[0] / factor, pixel.res[1] / factor)
     metres = sensor / factor
-    if metres >= pixel.metres * (1 - SAME_GRID_TOLERANCE):
+    if abs(metres / pixel.metres - 1) <= SAME_GRID_TOLERANCE:
         return None
     resolution = pixel.resolution_for(metres)
     log.info(
