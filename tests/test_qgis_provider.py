@@ -335,8 +335,13 @@ SCENARIO = textwrap.dedent(
         f"{work / 'ships.gpkg'}|layername={layer}", "x", "ogr").featureCount()
     facts["within"] = run("geosam:detect_ships", {
         **detect, "WITHIN": labels, "OUTPUT": str(work / "within.gpkg")})
+    # Box prompts give one mask per reference ship whatever the model learned in 4 steps;
+    # a cut no logit passes empties them all, one every logit passes keeps them.
+    prompted = {**detect, "PROMPTS": labels}
     facts["cut"] = run("geosam:detect_ships", {
-        **detect, "MASK_CUT": 1000, "OUTPUT": str(work / "cut.gpkg")})
+        **prompted, "MASK_CUT": 1000, "OUTPUT": str(work / "cut.gpkg")})
+    facts["uncut"] = run("geosam:detect_ships", {
+        **prompted, "MASK_CUT": -1000, "OUTPUT": str(work / "uncut.gpkg")})
 
     facts["evaluate"] = run("geosam:evaluate", {
         "PRED": str(work / "ships.gpkg"), "TRUTH": labels, "OUTPUT": "TEMPORARY_OUTPUT",
@@ -587,8 +592,9 @@ def test_detect_ships_passes_the_mask_cut_to_geosam(scenario: dict[str, Any]) ->
     assert cut["error"] is None, cut["log"]
     command = next(line for line in cut["log"] if line.startswith("COMMAND "))
     assert " --mask-cut 1000" in command
-    # No logit passes 1000: every mask is empty, so no ship, where the model's cut finds some.
-    assert scenario["detect"]["count"] > 0
+    # No logit passes 1000: every mask is empty, so no ship; at -1000 every prompt is a ship.
+    assert scenario["uncut"]["error"] is None, scenario["uncut"]["log"]
+    assert len(gpd.read_file(scenario["work"] / "uncut.gpkg", layer=LAYER)) == 15
     assert len(gpd.read_file(scenario["work"] / "cut.gpkg", layer=LAYER)) == 0
 
 

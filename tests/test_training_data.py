@@ -141,14 +141,18 @@ def test_footprints_off_every_chip_leave_nothing_to_train_on(make_scene, make_la
     assert "far.gpkg" in str(info.value)
 
 
-@pytest.mark.parametrize("length, factor", [(19.0, 3), (38.0, 1), (43.0, 1), (9.8, 4), (4.0, 4)])
-def test_ships_are_read_at_the_whole_factor_nearest_the_target_length(length, factor):
-    """The dev Sentinel-2 ports (19 px) are read at x3, the marina (38 px) and demo as they are."""
-    from geosam.data.scale import MAX_FACTOR, TARGET_SHIP_PX, upsampling_factor
+@pytest.mark.parametrize(
+    "length, factor", [(17.9, 2.75), (19.0, 2.5), (37.5, 1.25), (43.0, 1.0), (9.8, 4), (4.0, 4)]
+)
+def test_ships_are_read_at_the_quarter_factor_nearest_the_target_length(length, factor):
+    """The dev Sentinel-2 ports (17.9 px) are read at x2.75, the marina (37.5 px) at x1.25,
+    the demo's boats (43 px) as they are."""
+    from geosam.data.scale import FACTOR_STEP, MAX_FACTOR, TARGET_SHIP_PX, upsampling_factor
 
     assert upsampling_factor(length) == factor
-    misses = [abs(length * f - TARGET_SHIP_PX) for f in range(1, MAX_FACTOR + 1)]
-    assert misses[factor - 1] == min(misses) or factor == MAX_FACTOR
+    candidates = np.arange(1, MAX_FACTOR + FACTOR_STEP / 2, FACTOR_STEP)
+    misses = np.abs(length * candidates - TARGET_SHIP_PX)
+    assert misses[candidates == factor][0] == misses.min() or factor == MAX_FACTOR
 
 
 def test_scale_rule_reads_small_ships_finer_per_pixel_size(make_scene, make_layer):
@@ -173,7 +177,8 @@ def test_scale_rule_reads_small_ships_finer_per_pixel_size(make_scene, make_laye
         pairs.append(TrainingPair(scene, make_layer(ships, name=f"{name}.gpkg")))
     rule = with_scale_rule(pairs, SETTINGS).scale_rule
     # Ground pixel sizes: UTM's grid is 0.9996 of the ground at its central meridian.
-    assert [factor for _, factor in rule] == [1, 3]  # 40 px: as is; median 18 px: x3 (54 px)
+    # 40 px: x1.25 (50 px); median 18 px: x2.75 (49.5 px).
+    assert [factor for _, factor in rule] == [1.25, 2.75]
     assert [size for size, _ in rule] == pytest.approx([0.5 / 0.9996, 2.0 / 0.9996], rel=1e-5)
 
 

@@ -176,8 +176,9 @@ from geosam.pipelines.validation import thresholds_text
     default=None,
     metavar="METRES",
     help="Resample scenes on read to this ground sample distance in metres (any CRS). "
-    "Default: scenes whose ships are short in pixels are read finer, by the whole factor (at "
-    "most 4) that brings their median ship nearest 48 px (10 m Sentinel-2 ports: 3.3 m); "
+    "Default: scenes whose ships are short in pixels are read finer, by the factor (quarter "
+    "steps, at most 4) that brings their median ship nearest 48 px (10 m Sentinel-2 ports: "
+    "3.6 m); "
     "detect reads alike.",
 )
 @per_band_stretch_opt

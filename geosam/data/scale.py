@@ -2,11 +2,13 @@
 
 A 10 m Sentinel-2 ship is 10-20 pixels long and 3-5 wide: at `tiny`'s stride of 8 px it
 spans one or two embedding cells, and its outline is decided on a 2 px grid. The choice is
-made from the footprints: scenes of one sensor are read finer by the whole factor (at most
-`MAX_FACTOR`) that brings their median ship nearest `TARGET_SHIP_PX` long, and never
-coarser. Prompt-free detection on the dev Sentinel-2 ports (median ship 19 px) learned
-almost nothing at 10 m and best at 3.3 m (`bench/RESULTS.md`, section 6); the dev marina's
-yachts (38 px) and the demo's boats (43 px) are read as they are. Training records each
+made from the footprints: scenes of one sensor are read finer by the factor (in steps of
+`FACTOR_STEP`, at most `MAX_FACTOR`) that brings their median ship nearest `TARGET_SHIP_PX`
+long, and never coarser. Prompt-free detection on the dev Sentinel-2 ports (median ship
+18 px) learned almost nothing at 10 m and most at 3.3 m; the dev marina's yachts (38 px),
+read as they were, were found better read 1.25 times finer (`bench/RESULTS.md`, section 6).
+The ports are now read at x2.75 (3.6 m), the marina at x1.25 and the demo's boats (43 px)
+as they are. Training records each
 sensor's (ground pixel size, factor) as the chip settings' ``scale_rule``; any scene read
 later with those settings, in training or in `detect`, is read at the ground pixel size of
 the sensor closest to it, so a new Sentinel-2 scene is read the way the Sentinel-2 scenes it
@@ -41,14 +43,17 @@ log = logging.getLogger(__name__)
 
 TARGET_SHIP_PX = 48
 MAX_FACTOR = 4
+FACTOR_STEP = 0.25
+"""Factors are multiples of a quarter: whole factors left the marina's 38 px yachts at x1, a
+quarter short of the 48 px the prompter's 4 px heatmap cells and 256 px chips suit."""
 SENSOR_TOLERANCE = 1.25
 """Scenes whose ground pixel sizes are within this ratio are one sensor. Web Mercator grids
 of one sensor shrink their ground pixels by cos(latitude): 17 % at Casablanca, 25 % at 37 deg."""
 SAME_GRID_TOLERANCE = 0.05
-"""A scene within 5 % of its sensor's ground pixel size is read by the whole factor on its own
-grid (UTM's scale varies by 0.1 % across a zone), keeping each pixel's footprint exact."""
+"""A scene within 5 % of its sensor's ground pixel size is read by the factor on its own grid
+(UTM's scale varies by 0.1 % across a zone), so its read grid starts at its own origin."""
 
-ScaleRule = tuple[tuple[float, int], ...]
+ScaleRule = tuple[tuple[float, float], ...]
 """(ground pixel size in metres, upsampling factor) per sensor of the training scenes."""
 Resolution = tuple[float, float]
 """Pixel size along x and y in CRS units."""
@@ -151,11 +156,12 @@ def median_ship_length_m(
     return float(np.median(lengths)) if lengths else None
 
 
-def upsampling_factor(ship_length_px: float) -> int:
-    """The whole factor (1 to `MAX_FACTOR`) that brings a ship this long nearest TARGET_SHIP_PX."""
+def upsampling_factor(ship_length_px: float) -> float:
+    """The factor (1 to `MAX_FACTOR`, in `FACTOR_STEP`s) nearest a `TARGET_SHIP_PX` ship."""
     if ship_length_px <= 0:
-        return 1
-    return int(min(MAX_FACTOR, max(1, math.floor(TARGET_SHIP_PX / ship_length_px + 0.5))))
+        return 1.0
+    steps = math.floor(TARGET_SHIP_PX / ship_length_px / FACTOR_STEP + 0.5)
+    return float(min(MAX_FACTOR, max(1.0, steps * FACTOR_STEP)))
 
 
 def resolution_for_gsd(scene: str | os.PathLike[str], metres: float) -> float | Resolution:
@@ -206,8 +212,8 @@ def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | Res
     """What to read `scene` at under `rule`: CRS units per pixel, or None to read it as it is.
 
     The scene's sensor is the rule's entry nearest it in log ground pixel size. A scene with
-    square pixels within `SAME_GRID_TOLERANCE` of that size is read by the entry's whole
-    factor on its own grid; any other (a Web Mercator or lon/lat grid, a finer or coarser
+    square pixels within `SAME_GRID_TOLERANCE` of that size is read by the entry's factor on
+    its own grid; any other (a Web Mercator or lon/lat grid, a finer or coarser
     product) is resampled to the entry's read size in metres along x and y, finer or coarser:
     a model knows ships at the size it learned them, and a 0.13 m crop of the dev marina read
     as it is, twice the pixels per metre of training, found 5 of 65 held-out yachts where read
@@ -224,7 +230,7 @@ def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | Res
     if pixel.square and abs(pixel.metres / sensor - 1) <= SAME_GRID_TOLERANCE:
         if factor <= 1:
             return None
-        log.info("%s: read at x%d, as its sensor's scenes were in training", name, factor)
+        log.info("%s: read at x%g, as its sensor's scenes were in training", name, factor)
         return (pixel.res[0] / factor, pixel.res[1] / factor)
     metres = sensor / factor
     if abs(metres / pixel.metres - 1) <= SAME_GRID_TOLERANCE:

@@ -45,7 +45,7 @@ class ChipSettings:
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     per_band_stretch: bool = False
     min_visible: float = DEFAULT_MIN_VISIBLE
-    scale_rule: tuple[tuple[float, int], ...] = ()
+    scale_rule: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         check_grid(self.size, self.overlap)
@@ -71,5 +71,5 @@ class ChipSettings:
             percentiles=tuple(data.get("percentiles", DEFAULT_PERCENTILES)),  # type: ignore[arg-type]
             per_band_stretch=bool(data.get("per_band_stretch", True)),
             min_visible=float(data.get("min_visible", DEFAULT_MIN_VISIBLE)),
-            scale_rule=tuple((float(r), int(f)) for r, f in data.get("scale_rule", ())),
+            scale_rule=tuple((float(r), float(f)) for r, f in data.get("scale_rule", ())),
         )

@@ -95,7 +95,7 @@ def with_scale_rule(pairs: list[TrainingPair], settings: ChipSettings) -> ChipSe
         factor = upsampling_factor(length_px)
         rule.append((sensor, factor))
         log.info(
-            "%s: %.3g m pixels, median ship %.1f px long; read at x%d",
+            "%s: %.3g m pixels, median ship %.1f px long; read at x%g",
             ", ".join(name for name, _ in members),
             sensor,
             length_px,
