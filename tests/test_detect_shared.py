@@ -22,7 +22,8 @@ MIN_FOUND = {False: 3, True: 10}  # of casablanca's 15 ships, at IoU >= 0.3 (see
 # ground) are read at Gdynia's 3.3 m (`READ_M`), so its ships are as long in metres as
 # Gdynia's were. The read size is given, not the scale rule's: at the rule's x2.75 (3.6 m)
 # this 100-step, one-port model found none of Casablanca's ships at seeds 0 and 1 (12 false
-# alarms each), where at 3.3 m it finds 9; the benchmark's model of all ports moved within
+# alarms each), where read at 3.3 m it finds some (9 under the old x3 rule, 4 with the read
+# size given); the benchmark's model of all ports moved within
 # its noise between the two (bench/RESULTS.md, section 6, twenty-first session).
 READ_M = 10 / 3
 PROMPT_FREE = DetectSettings(prompter_threshold=0.02, min_score=0.02)

@@ -4,7 +4,7 @@ A 10 m Sentinel-2 ship is 10-20 pixels long and 3-5 wide: at `tiny`'s stride of 
 spans one or two embedding cells, and its outline is decided on a 2 px grid. The choice is
 made from the footprints: scenes of one sensor are read finer by the factor (in steps of
 `FACTOR_STEP`, at most `MAX_FACTOR`) that brings their median ship nearest `TARGET_SHIP_PX`
-long, and never coarser. Prompt-free detection on the dev Sentinel-2 ports (median ship
+long (a factor is at least 1). Prompt-free detection on the dev Sentinel-2 ports (median ship
 18 px) learned almost nothing at 10 m and most at 3.3 m; the dev marina's yachts (38 px),
 read as they were, were found better read 1.25 times finer (`bench/RESULTS.md`, section 6).
 The ports are now read at x2.75 (3.6 m), the marina at x1.25 and the demo's boats (43 px)

@@ -43,9 +43,13 @@ def resolve_bands(src: DatasetReader, bands: Sequence[int] | None) -> tuple[int,
             f"{src.name}: band {bad[0]} is out of range; the scene has bands 1-{src.count}: "
             f"choose bands it has with --bands, e.g. --bands {example}"
         )
-    if len(bands) == 1:
-        return bands[0], bands[0], bands[0]
-    return bands[0], bands[1], bands[2]
+    red, green, blue = three_bands(bands)
+    return red, green, blue
+
+
+def three_bands(bands: Sequence[int]) -> tuple[int, ...]:
+    """A selection as R, G, B: one band is repeated to three, three are kept."""
+    return tuple(bands) * 3 if len(bands) == 1 else tuple(bands)
 
 
 def parse_bands(text: str) -> tuple[int, ...]:

@@ -28,6 +28,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geosam.errors import BandError, InputNotFoundError
+from geosam.io.bands import three_bands
 
 DEFAULT_PERCENTILES = (2.0, 98.0)
 SAMPLE_WINDOWS_PER_AXIS = 8
@@ -96,7 +97,7 @@ class Stretch:
         alike, so it moves to the new bands unchanged; one estimated band by band says
         nothing about other bands (None: estimate one on the scene).
         """
-        chosen = tuple(bands) * 3 if len(bands) == 1 else tuple(bands)
+        chosen = three_bands(bands)
         if chosen == self.bands:
             return self
         if len(set(self.low)) == 1 and len(set(self.high)) == 1:
