@@ -79,6 +79,15 @@ def test_finetune_reports_steps_and_validation_metrics(capsys) -> None:
     assert "validation IoU 0.600, F1 0.500" in str(events[2]["message"])
 
 
+def test_finetune_bar_shows_no_rate_before_its_second_step(capsys) -> None:
+    """The first step's time (encoder warm-up, first reads) is unknown to the bar, which
+    starts at it: counting it as done in no time showed thousands of steps per second."""
+    report = _progress(False)
+    report(EpochEvent(epoch=1, epochs=2, step=1, steps=100, loss=0.5))
+    first = capsys.readouterr().err.strip().split("\r")[-1]
+    assert "1/100" in first and "?step/s" in first, first
+
+
 def test_errors_stay_one_line_in_json_mode(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["--progress", "json", "tile", str(tmp_path / "missing.tif"), str(tmp_path / "o")]

@@ -100,6 +100,26 @@ def test_a_finer_scene_than_the_read_size_is_read_at_that_size(make_layer, make_
     assert length(coarse) == pytest.approx(90, abs=1.0)  # 300 m at 3.33 m
 
 
+def test_long_ships_are_read_coarser_so_that_a_chip_holds_them(make_layer, make_scene):
+    """Ships 192 px long in a 0.125 m scene (no 128 px chip holds one) are read 4 times
+    coarser: training and any later scene of that sensor see them 48 px long."""
+    from geosam.pipelines.training_data import TrainingPair, with_scale_rule
+
+    transform = Affine(0.125, 0, 5e5, 0, -0.125, 4e6)
+    scene = make_scene(width=800, height=800, name="fine.tif", transform=transform)
+    ships = [shapely.box(5e5 + 2, 4e6 - 6 - 8 * k, 5e5 + 26, 4e6 - 2 - 8 * k) for k in range(3)]
+    labels = make_layer(ships)  # 24 x 4 m: 192 x 32 px, all on the first chip once read
+    settings = with_scale_rule([TrainingPair(scene, labels)], ChipSettings(size=128, overlap=0))
+    ((_, factor),) = settings.scale_rule
+    assert factor == 0.25
+    assert gsd_for_scene(scene, settings.scale_rule) == pytest.approx((0.5, 0.5), rel=1e-6)
+    with SceneChips(scene, labels, settings=settings) as chips:
+        assert chips.reader.grid.width == 200  # 100 m at 0.5 m
+        boxes = np.concatenate([s.labels.boxes for s in chips if s.labels and len(s.labels)])
+    lengths = boxes[:, 2] - boxes[:, 0]
+    assert lengths.max() == pytest.approx(48, abs=1.0)  # whole on a chip, and 48 px long
+
+
 @pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:4326"])
 def test_ships_are_read_at_one_size_whatever_the_crs(make_scene, make_layer, tmp_path, crs):
     """The same 10 m UTM scene exported in another CRS: its ship spans the same read pixels.

@@ -142,17 +142,28 @@ def test_footprints_off_every_chip_leave_nothing_to_train_on(make_scene, make_la
 
 
 @pytest.mark.parametrize(
-    "length, factor", [(17.9, 2.75), (19.0, 2.5), (37.5, 1.25), (43.0, 1.0), (9.8, 4), (4.0, 4)]
+    "length, factor",
+    [
+        (17.9, 2.75),
+        (19.0, 2.5),
+        (37.5, 1.25),
+        (43.0, 1.0),
+        (9.8, 4),
+        (4.0, 4),
+        (55.0, 1.0),
+        (96.0, 1.0),
+        (98.0, 0.5),
+        (168.0, 1 / 3.5),
+        (2000.0, 1 / 16),
+    ],
 )
 def test_ships_are_read_at_the_quarter_factor_nearest_the_target_length(length, factor):
     """The dev Sentinel-2 ports (17.9 px) are read at x2.75, the marina (37.5 px) at x1.25,
-    the demo's boats (43 px) as they are."""
-    from geosam.data.scale import FACTOR_STEP, MAX_FACTOR, TARGET_SHIP_PX, upsampling_factor
+    the demo's boats (43 px) as they are, its ships painted at 0.125 m (168 px) 3.5 times
+    coarser; ships up to 96 px as they are; at most 4 times finer and 16 times coarser."""
+    from geosam.data.scale import read_factor
 
-    assert upsampling_factor(length) == factor
-    candidates = np.arange(1, MAX_FACTOR + FACTOR_STEP / 2, FACTOR_STEP)
-    misses = np.abs(length * candidates - TARGET_SHIP_PX)
-    assert misses[candidates == factor][0] == misses.min() or factor == MAX_FACTOR
+    assert read_factor(length) == pytest.approx(factor)
 
 
 def test_scale_rule_reads_small_ships_finer_per_pixel_size(make_scene, make_layer):

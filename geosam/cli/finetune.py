@@ -176,10 +176,10 @@ from geosam.pipelines.validation import thresholds_text
     default=None,
     metavar="METRES",
     help="Resample scenes on read to this ground sample distance in metres (any CRS). "
-    "Default: scenes whose ships are short in pixels are read finer, by the factor (quarter "
-    "steps, at most 4) that brings their median ship nearest 48 px (10 m Sentinel-2 ports: "
-    "3.6 m); "
-    "detect reads alike.",
+    "Default: each sensor's scenes are read by the factor (quarter steps) that brings their "
+    "median ship nearest 48 px: finer for short ships (at most 4x; 10 m Sentinel-2 ports: "
+    "3.6 m), coarser for ships over 96 px (at most 16x; 168 px ships at 0.125 m: 0.44 m), "
+    "as they are in between; detect reads alike.",
 )
 @per_band_stretch_opt
 @device_opt
@@ -342,9 +342,10 @@ def _progress(quiet: bool, mode: str = "bar") -> Callable[[EpochEvent], None]:
 
     def report(event: EpochEvent) -> None:
         bar = bars.get(event.epoch)
-        if bar is None:
+        if bar is None:  # starts at the first step reported, so its rate is not a blur
             bar = tqdm(
                 total=event.steps,
+                initial=event.step,
                 desc=f"round {event.epoch}/{event.epochs}",
                 unit="step",
                 disable=quiet,

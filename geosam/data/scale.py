@@ -1,18 +1,21 @@
-"""How finely to read a scene so that its ships span several embedding cells.
+"""How finely to read a scene so that its ships span a few embedding cells, and fit a chip.
 
 A 10 m Sentinel-2 ship is 10-20 pixels long and 3-5 wide: at `tiny`'s stride of 8 px it
-spans one or two embedding cells, and its outline is decided on a 2 px grid. The choice is
-made from the footprints: scenes of one sensor are read finer by the factor (in steps of
-`FACTOR_STEP`, at most `MAX_FACTOR`) that brings their median ship nearest `TARGET_SHIP_PX`
-long (a factor is at least 1). Prompt-free detection on the dev Sentinel-2 ports (median ship
-18 px) learned almost nothing at 10 m and most at 3.3 m; the dev marina's yachts (38 px),
-read as they were, were found better read 1.25 times finer (`bench/RESULTS.md`, section 6).
-The ports are now read at x2.75 (3.6 m), the marina at x1.25 and the demo's boats (43 px)
-as they are. Training records each
-sensor's (ground pixel size, factor) as the chip settings' ``scale_rule``; any scene read
-later with those settings, in training or in `detect`, is read at the ground pixel size of
-the sensor closest to it, so a new Sentinel-2 scene is read the way the Sentinel-2 scenes it
-learned from were.
+spans one or two embedding cells, and its outline is decided on a 2 px grid. A 150 m ship in
+a 0.1 m aerial scene is 1500 px long: no 256 px chip holds it, and every chip shows a piece.
+The choice is made from the footprints: scenes of one sensor are read by the factor that
+brings their median ship nearest `TARGET_SHIP_PX` long, in steps of `FACTOR_STEP`: finer for
+short ships (x1 to `MAX_FACTOR`), coarser for ships over `LONG_SHIP_PX` (x1/d, d up to
+`MAX_COARSENING`), as they are in between.
+Prompt-free detection on the dev Sentinel-2 ports (median ship 18 px) learned almost nothing
+at 10 m and most at 3.3 m; the dev marina's yachts (38 px), read as they were, were found
+better read 1.25 times finer; the demo harbour painted at four times its pixels per metre
+(ships 168 px long) was found far better read 3.5 times coarser (`bench/RESULTS.md`,
+section 6). The ports are read at x2.75 (3.6 m), the marina at x1.25 and the demo's boats
+(43 px) as they are. Training records each sensor's (ground pixel size, factor) as the chip
+settings' ``scale_rule``; any scene read later with those settings, in training or in
+`detect`, is read at the ground pixel size of the sensor closest to it, so a new Sentinel-2
+scene is read the way the Sentinel-2 scenes it learned from were.
 
 Pixel sizes here are metres on the ground at the scene's centre, whatever the CRS: a Web
 Mercator grid's "10 m" pixels cover 10 x cos(latitude) m of ground (8.3 m at Casablanca),
@@ -43,6 +46,11 @@ log = logging.getLogger(__name__)
 
 TARGET_SHIP_PX = 48
 MAX_FACTOR = 4
+LONG_SHIP_PX = 2 * TARGET_SHIP_PX
+"""Ships up to twice the target are read as they are: a 256 px chip holds them whole, and
+reading them coarser was not measured."""
+MAX_COARSENING = 16
+"""Long ships are read at most 16 times coarser: a 0.1 m scene at 1.6 m."""
 FACTOR_STEP = 0.25
 """Factors are multiples of a quarter: whole factors left the marina's 38 px yachts at x1, a
 quarter short of the 48 px the prompter's 4 px heatmap cells and 256 px chips suit."""
@@ -54,7 +62,8 @@ SAME_GRID_TOLERANCE = 0.05
 (UTM's scale varies by 0.1 % across a zone), so its read grid starts at its own origin."""
 
 ScaleRule = tuple[tuple[float, float], ...]
-"""(ground pixel size in metres, upsampling factor) per sensor of the training scenes."""
+"""(ground pixel size in metres, read factor: above 1 finer, below 1 coarser) per sensor of the
+training scenes."""
 Resolution = tuple[float, float]
 """Pixel size along x and y in CRS units."""
 
@@ -156,12 +165,25 @@ def median_ship_length_m(
     return float(np.median(lengths)) if lengths else None
 
 
-def upsampling_factor(ship_length_px: float) -> float:
-    """The factor (1 to `MAX_FACTOR`, in `FACTOR_STEP`s) nearest a `TARGET_SHIP_PX` ship."""
-    if ship_length_px <= 0:
+def read_factor(ship_length_px: float) -> float:
+    """The read factor that brings a sensor's median ship nearest `TARGET_SHIP_PX` long.
+
+    Finer (x1 to `MAX_FACTOR`) for a shorter ship, coarser (x1/d, d up to `MAX_COARSENING`)
+    for one longer than `LONG_SHIP_PX`, in `FACTOR_STEP`s: x1.25 for the dev marina's 37.5 px
+    yachts, x1/3.5 for 168 px ships; ships in between are read as they are.
+    """
+    if ship_length_px <= 0 or TARGET_SHIP_PX < ship_length_px <= LONG_SHIP_PX:
         return 1.0
-    steps = math.floor(TARGET_SHIP_PX / ship_length_px / FACTOR_STEP + 0.5)
-    return float(min(MAX_FACTOR, max(1.0, steps * FACTOR_STEP)))
+    if ship_length_px <= TARGET_SHIP_PX:
+        factors = _quarter_steps(MAX_FACTOR)
+    else:
+        factors = [1 / d for d in _quarter_steps(MAX_COARSENING)]
+    return min(factors, key=lambda factor: abs(ship_length_px * factor - TARGET_SHIP_PX))
+
+
+def _quarter_steps(largest: float) -> list[float]:
+    """1, 1 + `FACTOR_STEP`, ... up to `largest`."""
+    return [1 + FACTOR_STEP * k for k in range(round((largest - 1) / FACTOR_STEP) + 1)]
 
 
 def resolution_for_gsd(scene: str | os.PathLike[str], metres: float) -> float | Resolution:
@@ -228,9 +250,9 @@ def gsd_for_scene(scene: str | os.PathLike[str], rule: ScaleRule) -> float | Res
     sensor, factor = nearest_pixel_size(rule, pixel.metres)
     name = os.path.basename(scene)
     if pixel.square and abs(pixel.metres / sensor - 1) <= SAME_GRID_TOLERANCE:
-        if factor <= 1:
+        if factor == 1:
             return None
-        log.info("%s: read at x%g, as its sensor's scenes were in training", name, factor)
+        log.info("%s: read at x%.3g, as its sensor's scenes were in training", name, factor)
         return (pixel.res[0] / factor, pixel.res[1] / factor)
     metres = sensor / factor
     if abs(metres / pixel.metres - 1) <= SAME_GRID_TOLERANCE:

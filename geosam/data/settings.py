@@ -31,7 +31,7 @@ class ChipSettings:
             all bands (`geosam.io.stretch`); records made before the setting existed read
             as True, as they were made.
         min_visible: drop a ship cut by a chip edge when less of its area than this is on the chip.
-        scale_rule: (ground pixel size in metres, upsampling factor) of each training sensor;
+        scale_rule: (ground pixel size in metres, read factor) of each training sensor;
             with no `gsd`, a scene is read at the ground pixel size of the nearest entry
             (`geosam.data.scale`). Empty: scenes are read as they are.
     """

@@ -15,8 +15,8 @@ from geosam.data.samples import SceneChips
 from geosam.data.scale import (
     median_ship_length_m,
     pixel_metres,
+    read_factor,
     sensor_groups,
-    upsampling_factor,
 )
 from geosam.data.settings import ChipSettings
 from geosam.errors import InputNotFoundError, TrainingDataError
@@ -92,14 +92,15 @@ def with_scale_rule(pairs: list[TrainingPair], settings: ChipSettings) -> ChipSe
     rule = []
     for sensor, members in sorted(by_sensor.items()):
         length_px = float(np.median([length for _, length in members])) / sensor
-        factor = upsampling_factor(length_px)
+        factor = read_factor(length_px)
         rule.append((sensor, factor))
         log.info(
-            "%s: %.3g m pixels, median ship %.1f px long; read at x%g",
+            "%s: %.3g m pixels, median ship %.1f px long; read at x%.3g (%.3g m pixels)",
             ", ".join(name for name, _ in members),
             sensor,
             length_px,
             factor,
+            sensor / factor,
         )
     return replace(settings, scale_rule=tuple(rule))
 
