@@ -44,8 +44,8 @@ def detection_speed(model_type: str, chips: int, batch: int, device: str = "cpu"
     import torch
     from affine import Affine
 
+    from geosam.geometry.detections import masks_to_detections
     from geosam.geometry.grid import chip_grid
-    from geosam.geometry.stitch import masks_to_detections
 
     predictor = _predictor(model_type, device)
     size = predictor.model.chip_size

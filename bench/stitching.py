@@ -47,9 +47,10 @@ def stitch_ships(n: int) -> dict[str, Any]:
     """Polygons and stitching for `n` ships; seconds split by step, ships out."""
     from affine import Affine
 
+    from geosam.geometry.detections import crops_to_detections
     from geosam.geometry.grid import chip_grid
     from geosam.geometry.masks import MaskCrop
-    from geosam.geometry.stitch import crops_to_detections, stitch
+    from geosam.geometry.stitch import stitch
 
     side, origins, masks = ship_masks(n)
     transform = Affine(0.5, 0, 500_000.0, 0, -0.5, 6_000_000.0)

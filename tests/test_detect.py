@@ -20,8 +20,9 @@ from conftest import EXAMPLES
 from pyproj import Geod
 
 from geosam.cli.main import cli
+from geosam.geometry.detections import masks_to_detections
 from geosam.geometry.grid import chip_grid
-from geosam.geometry.stitch import masks_to_detections, stitch
+from geosam.geometry.stitch import stitch
 from geosam.io.ship_attributes import ship_attributes
 from geosam.pipelines.detect import DetectSettings, detect
 from geosam.pipelines.finetune import finetune

@@ -17,9 +17,9 @@ import numpy as np
 from click.testing import CliRunner
 from conftest import write_raster
 
-from geosam.cli.finetune import _progress
 from geosam.cli.main import cli
 from geosam.cli.progress import ProgressBar
+from geosam.cli.training_progress import training_progress
 from geosam.pipelines.finetune_settings import EpochEvent
 
 
@@ -62,7 +62,7 @@ def test_tile_reports_json_progress_and_its_summary(make_scene, tmp_path: Path) 
 
 
 def test_finetune_reports_steps_and_validation_metrics(capsys) -> None:
-    report = _progress(False, "json")
+    report = training_progress(False, "json")
     report(EpochEvent(epoch=1, epochs=2, step=1, steps=2, loss=0.5))
     report(EpochEvent(epoch=1, epochs=2, step=2, steps=2, loss=0.4))
     report(
@@ -82,7 +82,7 @@ def test_finetune_reports_steps_and_validation_metrics(capsys) -> None:
 def test_finetune_bar_shows_no_rate_before_its_second_step(capsys) -> None:
     """The first step's time (encoder warm-up, first reads) is unknown to the bar, which
     starts at it: counting it as done in no time showed thousands of steps per second."""
-    report = _progress(False)
+    report = training_progress(False)
     report(EpochEvent(epoch=1, epochs=2, step=1, steps=100, loss=0.5))
     first = capsys.readouterr().err.strip().split("\r")[-1]
     assert "1/100" in first and "?step/s" in first, first

@@ -34,7 +34,7 @@ def test_each_point_takes_the_nearest_proposal_that_contains_it():
     assert containing_boxes(boxes[:0], points).tolist() == [-1] * 5
 
 
-def test_a_point_prompt_is_decoded_as_the_box_around_it(monkeypatch):
+def test_a_point_prompt_is_decoded_as_the_proposal_around_it(monkeypatch):
     torch.manual_seed(2)
     model = ShipSam(build_sam("tiny"), RANDOM_INIT, train_encoder=True, dense_box=True).eval()
     assert model.refiner is not None
@@ -48,7 +48,7 @@ def test_a_point_prompt_is_decoded_as_the_box_around_it(monkeypatch):
     )
     points = np.array([[170, 200], [10, 240]], np.float32)  # in proposal 1; in none
     masks, iou = predictor.prompted_masks(embedding, points=points)
-    as_box, box_iou = predictor.masks(embedding, boxes=proposals[1:])
+    as_box, box_iou, _ = predictor.proposal_masks(embedding, proposals[1:])
     as_point, point_iou = predictor.masks(embedding, points=points)
     assert not np.array_equal(as_box[0], as_point[0])  # the two ways differ on this model
     assert np.array_equal(masks[0], as_box[0]) and iou[0] == box_iou[0]
@@ -75,7 +75,39 @@ def test_a_proposal_is_decoded_again_from_its_first_masks_own_box(monkeypatch):
     # the first mask's own box (pixel edges); the empty second mask keeps its proposal
     np.testing.assert_array_equal(asked[1], [[30, 35, 70, 52], [100, 100, 120, 110]])
     np.testing.assert_array_equal(boxes, asked[1])
-    assert iou.tolist() == pytest.approx([0.9, 0.1]) and out is first
+    assert iou.tolist() == pytest.approx([0.9, 0.1]) and np.array_equal(out, first)
+
+
+def fixed_logits(ship: tuple[slice, slice], outside: float) -> object:
+    """A stand-in for `decode`: logit +4 on the ship, `outside` elsewhere, whatever the prompt."""
+
+    def decode(sam, embedding, boxes=None, points=None, **_):
+        prompts = boxes if boxes is not None else points
+        logits = torch.full((len(prompts), 256, 256), outside)
+        logits[:, ship[0], ship[1]] = 4.0
+        return logits, torch.full((len(prompts),), 0.8)
+
+    return decode
+
+
+def test_a_negative_cut_never_spreads_a_proposals_mask_over_the_chip(monkeypatch):
+    # The decoder is sure of the ship (+4) and only doubtful of the rest of the chip (-3):
+    # a cut of -6 (as the Sentinel-2 ports get) takes that rest in, unless bounded.
+    ship = (slice(35, 52), slice(30, 70))
+    monkeypatch.setattr("geosam.model.predict.decode", fixed_logits(ship, outside=-3.0))
+    predictor = ChipPredictor(spilling_tiny(), torch.device("cpu"))
+    embedding = predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
+    proposal = np.array([[40, 40, 60, 50]], np.float32)
+    masks, _, boxes = predictor.proposal_masks(embedding, proposal, cut=-6.0)
+    expected = np.zeros((256, 256), bool)
+    expected[ship] = True
+    np.testing.assert_array_equal(boxes, [[30, 35, 70, 52]])
+    assert np.array_equal(masks[0], expected)
+    # a point inside the proposal is that proposal; a point outside every one is cut at 0
+    monkeypatch.setattr(predictor, "propose", lambda emb, threshold: [(proposal, np.ones(1))])
+    points = np.array([[50, 45], [200, 200]], np.float32)
+    masks, _ = predictor.prompted_masks(embedding, points=points, cut=-6.0)
+    assert np.array_equal(masks[0], expected) and np.array_equal(masks[1], expected)
 
 
 def test_no_proposal_gives_no_mask():

@@ -19,10 +19,10 @@ from hypothesis.extra.numpy import arrays
 
 import geosam.model  # noqa: F401  (first: makes segment_anything's torchvision importable)
 from geosam.data.augment import VIEWS, shift_chip, view_array, view_boxes
+from geosam.geometry.detections import masks_to_detections
 from geosam.geometry.grid import Chip, axis_offsets, chip_grid
 from geosam.geometry.masks import crop_masks, masks_to_polygons
 from geosam.geometry.pixels import geometry_to_pixels, mask_to_box, pixel_box
-from geosam.geometry.stitch import masks_to_detections
 from geosam.io.stretch import (
     SAMPLE_WINDOW_SIZE,
     SAMPLE_WINDOWS_PER_AXIS,

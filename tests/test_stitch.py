@@ -5,9 +5,10 @@ from affine import Affine
 from rasterio.features import rasterize
 
 from geosam.geometry.components import MaskPrompts, prompted_bodies
+from geosam.geometry.detections import Detection, crops_to_detections, masks_to_detections
 from geosam.geometry.grid import chip_grid
 from geosam.geometry.masks import MaskCrop, crop_masks, masks_to_polygons
-from geosam.geometry.stitch import Detection, crops_to_detections, masks_to_detections, stitch
+from geosam.geometry.stitch import stitch
 
 # 1 m pixels, UTM-like origin; a 300 x 300 px scene cut in 128 px chips with 32 px overlap.
 TRANSFORM = Affine(1.0, 0.0, 500000.0, 0.0, -1.0, 4000000.0)

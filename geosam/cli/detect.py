@@ -69,7 +69,8 @@ from geosam.pipelines.detect import DetectSettings, detect
     metavar="LOGIT",
     help="A mask holds the pixels whose logit is above this (SAM's own cut is 0). Default: "
     "the cut with the best box-prompt IoU on the validation ships of the scene's sensor, "
-    "stored in the model.",
+    "stored in the model. A mask is kept inside its box; a mask no box bounds (a lone "
+    "point's, a proposal's first) is cut no lower than 0.",
 )
 @click.option(
     "--prompter-threshold",

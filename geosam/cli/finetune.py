@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
-from tqdm import tqdm
 
 from geosam.cli.options import device_opt, overwrite_opt, per_band_stretch_opt, seed_opt
-from geosam.cli.progress import emit_json, progress_mode
+from geosam.cli.progress import progress_mode
+from geosam.cli.training_progress import training_progress
 from geosam.data.prompts import PromptSettings
 from geosam.data.settings import ChipSettings
 from geosam.io.bands import parse_bands
 from geosam.model.registry import get_spec, model_names
 from geosam.pipelines.distributed import launched
 from geosam.pipelines.finetune import finetune, resume_finetune
-from geosam.pipelines.finetune_settings import EpochEvent, FinetuneSettings
+from geosam.pipelines.finetune_settings import FinetuneSettings
 from geosam.pipelines.training_data import TrainingPair, read_manifest
 from geosam.pipelines.validation import thresholds_text
 
@@ -247,7 +245,7 @@ def finetune_cmd(
     if not ranks.main:  # progress and logs from rank 0 only; errors from every rank
         quiet = True
         logging.getLogger("geosam").setLevel(logging.ERROR)
-    report = _progress(quiet, progress_mode(ctx))
+    report = training_progress(quiet, progress_mode(ctx))
     if resume_dir is not None:
         _refuse_settings_on_resume(ctx)
         given = {n for n in ("steps", "epochs") if _given(ctx, n)}
@@ -328,63 +326,6 @@ def _refuse_settings_on_resume(ctx: click.Context) -> None:
             f"--resume continues a run with its recorded settings; {', '.join(ignored)} cannot "
             "change (only --steps, --epochs and --device can); start a new run to change them"
         )
-
-
-def _progress(quiet: bool, mode: str = "bar") -> Callable[[EpochEvent], None]:
-    """A progress bar per validation round with the running loss, closed with its scores.
-
-    With ``mode="json"``: a JSON line per step (`emit_json`) with the share of all planned
-    steps done; a validation's line also carries its ``metrics``.
-    """
-    if mode == "json":
-        return _json_progress(quiet)
-    bars: dict[int, tqdm[Any]] = {}
-
-    def report(event: EpochEvent) -> None:
-        bar = bars.get(event.epoch)
-        if bar is None:  # starts at the first step reported, so its rate is not a blur
-            bar = tqdm(
-                total=event.steps,
-                initial=event.step,
-                desc=f"round {event.epoch}/{event.epochs}",
-                unit="step",
-                disable=quiet,
-            )
-            bars[event.epoch] = bar
-        bar.update(event.step - bar.n)
-        postfix = {"loss": f"{event.loss:.3f}"}
-        if event.metrics:
-            postfix["val_iou"] = f"{event.metrics['val_iou']:.3f}"
-            postfix["val_f1"] = f"{event.metrics.get('val_f1', 0):.3f}"
-            bar.set_postfix(postfix)
-            bar.close()
-        else:
-            bar.set_postfix(postfix)
-
-    return report
-
-
-def _json_progress(quiet: bool) -> Callable[[EpochEvent], None]:
-    """`_progress` for programs: rounds are equally long, early stopping ends before 1.0."""
-
-    def report(event: EpochEvent) -> None:
-        if quiet:
-            return
-        done = (event.epoch - 1 + event.step / max(event.steps, 1)) / max(event.epochs, 1)
-        message = (
-            f"round {event.epoch}/{event.epochs}, step {event.step}/{event.steps}: "
-            f"loss {event.loss:.3f}"
-        )
-        if not event.metrics:
-            emit_json(done, message)
-            return
-        metrics = {k: float(v) for k, v in event.metrics.items()}
-        message += (
-            f", validation IoU {metrics.get('val_iou', 0):.3f}, F1 {metrics.get('val_f1', 0):.3f}"
-        )
-        emit_json(done, message, metrics=metrics)
-
-    return report
 
 
 def _summary(metrics: dict[str, float], run_dir: Path, quiet: bool) -> None:

@@ -172,15 +172,22 @@ class ChipPredictor:
         A proposal's size comes from the prompter's size head, which is rougher than the mask
         the decoder draws from it; that mask's own box is the better prompt, so each proposal
         is decoded again from it (a proposal whose first mask is empty keeps its box).
+
+        A sensor's cut is chosen on box prompts whose masks stay inside their boxes, so a
+        proposal's mask is drawn the same way: the first mask, which finds the ship's box,
+        is cut no lower than SAM's 0 (`bounded_cut`), and the second is kept inside that box.
+        Without that, a negative cut (the Sentinel-2 ports' is near -6) let a first mask
+        spread over its chip, the box with it, and the ship written was a harbour.
         """
-        masks, _ = self.masks(embedding, boxes=boxes, cut=cut)
+        size = self.model.chip_size
+        masks, _ = self.masks(embedding, boxes=boxes, cut=bounded_cut(cut))
         if len(masks) == 0:
             return masks, np.zeros(0, np.float32), boxes
         own = np.stack(
             [mask_to_box(m) if m.any() else b for m, b in zip(masks, boxes, strict=True)]
         )
         masks, iou = self.masks(embedding, boxes=own, cut=cut)
-        return masks, iou, own
+        return masks & filled_boxes(own, size).numpy(), iou, own
 
     def prompted_masks(
         self,
@@ -193,10 +200,10 @@ class ChipPredictor:
 
         - A box bounds its ship, so its mask is kept inside it. On the held-out dev ports a
           box-prompt mask's IoU rose from 0.617 to 0.665 (`bench/RESULTS.md`, section 6).
-        - A point becomes the box of the nearest prompter proposal that contains it: SAM's
-          decoder, trained mostly on boxes, draws little from a lone point (held-out marina
-          one-point IoU 0.000, 0.602 through the box). A point no proposal covers is decoded
-          as a point.
+        - A point becomes the nearest prompter proposal that contains it, decoded as a
+          proposal is (`proposal_masks`): SAM's decoder, trained mostly on boxes, draws little
+          from a lone point (held-out marina one-point IoU 0.000, 0.602 through the box). A
+          point no proposal covers is decoded as a point, cut no lower than 0 (`bounded_cut`).
         """
         size = self.model.chip_size
         if boxes is not None and len(boxes):
@@ -209,9 +216,24 @@ class ChipPredictor:
         snapped = around >= 0
         masks = np.zeros((len(points), size, size), bool)
         iou = np.zeros(len(points), np.float32)
-        masks[snapped], iou[snapped] = self.masks(embedding, boxes=found[around[snapped]], cut=cut)
-        masks[~snapped], iou[~snapped] = self.masks(embedding, points=points[~snapped], cut=cut)
+        if snapped.any():
+            masks[snapped], iou[snapped], _ = self.proposal_masks(
+                embedding, found[around[snapped]], cut
+            )
+        masks[~snapped], iou[~snapped] = self.masks(
+            embedding, points=points[~snapped], cut=bounded_cut(cut)
+        )
         return masks, iou
+
+
+def bounded_cut(cut: float) -> float:
+    """The cut for a mask that no box bounds: a sensor's cut, but never below SAM's 0.
+
+    Cuts are chosen on box-prompt masks kept inside their boxes; below 0 they widen a mask
+    to nearly its box, and a mask no box bounds (a point's, a proposal's first) then spreads
+    over the chip.
+    """
+    return max(cut, 0.0)
 
 
 def containing_boxes(boxes: NDArray[np.float32], points: NDArray[np.float32]) -> NDArray[np.intp]:

@@ -27,13 +27,14 @@ from rasterio.transform import array_bounds
 from geosam.data.samples import ChipSample, SceneChips
 from geosam.data.scale import nearest_pixel_size
 from geosam.geometry.components import MaskPrompts, prompted_bodies
+from geosam.geometry.detections import Detection, crops_to_detections
 from geosam.geometry.grid import Chip
 from geosam.geometry.masks import crop_masks, suppress_duplicates
-from geosam.geometry.stitch import Detection, crops_to_detections, stitch
+from geosam.geometry.stitch import stitch
 from geosam.io.area_layer import DetectionArea
 from geosam.io.prompt_layer import PromptLayer
 from geosam.io.scene import SceneGrid
-from geosam.model.predict import ChipPredictor
+from geosam.model.predict import ChipPredictor, bounded_cut
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def chip_prompts(
         centres = (np.arange(n) + 0.5) * size / n
         grid = np.stack(np.meshgrid(centres, centres), -1).reshape(-1, 2).astype(np.float32)
         on_data = sample.valid[grid[:, 1].astype(int), grid[:, 0].astype(int)]
-        masks, iou = predictor.masks(embedding, points=grid[on_data], cut=cut)
+        masks, iou = predictor.masks(embedding, points=grid[on_data], cut=bounded_cut(cut))
         return masks, iou, MaskPrompts.stack(points=grid[on_data])
     boxes, centre_scores = predictor.propose(embedding, settings.threshold("prompter_threshold"))[0]
     masks, iou, boxes = predictor.proposal_masks(embedding, boxes, cut)
@@ -215,7 +216,7 @@ def detect_chips(
         prompts: prompt layer in the scene CRS, or None for the prompter or point grid.
 
     Returns:
-        The chips' detections (`geosam.geometry.stitch.Detection`), chip by chip.
+        The chips' detections (`geosam.geometry.detections.Detection`), chip by chip.
     """
     samples = [s for s in samples if s.valid.any()]
     if not samples:

@@ -9,9 +9,9 @@ either, detection runs in process and Dask is not imported at all; it is an opti
 A task is one batch of chips of one scene (`BatchTask`): the scene path, the chip settings
 this process resolved for it (bands and stretch, so every worker sees the same pixels), the
 chips' grid positions, the model path and the detection settings; never pixels. The worker
-runs `geosam.pipelines.detect_scene.detect_chips`, the same function as the in-process path, and
-sends back the detections (`geosam.geometry.stitch.Detection`). Each worker process loads the model
-once and keeps the scenes it reads open for the next batch.
+runs `geosam.pipelines.detect_scene.detect_chips`, the same function as the in-process path,
+and sends back the detections (`geosam.geometry.detections.Detection`). Each worker process
+loads the model once and keeps the scenes it reads open for the next batch.
 
 Workers open files themselves, so they must see the scene, the model file, the prompt layer
 and the base SAM checkpoint under the same paths as this process: one machine, or a shared
@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING
 from geosam.data.samples import SceneChips
 from geosam.data.settings import ChipSettings
 from geosam.errors import ClusterError, DaskMissingError
+from geosam.geometry.detections import Detection
 from geosam.geometry.grid import Chip
-from geosam.geometry.stitch import Detection
 from geosam.io.area_layer import DetectionArea
 from geosam.io.prompt_layer import PromptLayer
 from geosam.model.device import pick_device
