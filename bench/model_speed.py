@@ -44,8 +44,9 @@ def detection_speed(model_type: str, chips: int, batch: int, device: str = "cpu"
     import torch
     from affine import Affine
 
-    from geosam.geometry.detections import masks_to_detections
+    from geosam.geometry.detections import crops_to_detections
     from geosam.geometry.grid import chip_grid
+    from geosam.geometry.masks import crop_masks
 
     predictor = _predictor(model_type, device)
     size = predictor.model.chip_size
@@ -61,7 +62,7 @@ def detection_speed(model_type: str, chips: int, batch: int, device: str = "cpu"
             predictor.propose(embeddings, 0.3)
             for j in range(len(embeddings)):
                 masks, iou = predictor.masks(embeddings[j : j + 1], boxes=boxes.astype(np.float32))
-                masks_to_detections(masks, iou, grid[5], size * 4, size * 4)
+                crops_to_detections(crop_masks(masks), iou, grid[5], size * 4, size * 4)
 
     once(min(batch, chips))  # warm-up: allocator, kernels
     if device == "cuda":

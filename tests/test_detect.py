@@ -20,8 +20,9 @@ from conftest import EXAMPLES
 from pyproj import Geod
 
 from geosam.cli.main import cli
-from geosam.geometry.detections import masks_to_detections
+from geosam.geometry.detections import crops_to_detections
 from geosam.geometry.grid import chip_grid
+from geosam.geometry.masks import crop_masks
 from geosam.geometry.stitch import stitch
 from geosam.io.ship_attributes import ship_attributes
 from geosam.pipelines.detect import DetectSettings, detect
@@ -63,7 +64,9 @@ def test_known_mask_lands_on_its_coordinates_with_true_area(crs):
     chip = chip_grid(256, 256, transform, 128, 16)[0]
     mask = np.zeros((1, 128, 128), bool)
     mask[0, 40:50, 30:50] = True
-    geoms, _ = stitch(masks_to_detections(mask, np.array([0.9]), chip, 256, 256), transform)
+    geoms, _ = stitch(
+        crops_to_detections(crop_masks(mask), np.array([0.9]), chip, 256, 256), transform
+    )
     assert len(geoms) == 1
     x0, y0 = transform @ (30, 50)
     x1, y1 = transform @ (50, 40)

@@ -19,7 +19,7 @@ from hypothesis.extra.numpy import arrays
 
 import geosam.model  # noqa: F401  (first: makes segment_anything's torchvision importable)
 from geosam.data.augment import VIEWS, shift_chip, view_array, view_boxes
-from geosam.geometry.detections import masks_to_detections
+from geosam.geometry.detections import crops_to_detections
 from geosam.geometry.grid import Chip, axis_offsets, chip_grid
 from geosam.geometry.masks import crop_masks, masks_to_polygons
 from geosam.geometry.pixels import geometry_to_pixels, mask_to_box, pixel_box
@@ -273,7 +273,7 @@ def test_a_rasterized_footprint_stays_within_half_a_pixel(
 def test_a_mask_polygon_is_the_same_from_chip_or_scene_pixels(
     case: tuple[Chip, Affine, shapely.Polygon],
 ) -> None:
-    """A detection moved to scene pixels (`masks_to_detections`) and polygonized with the
+    """A detection moved to scene pixels (`crops_to_detections`) and polygonized with the
     scene transform is the polygon of the chip mask through the chip transform."""
     chip, transform, box = case
     c0, r0, c1, r1 = np.clip(
@@ -282,7 +282,9 @@ def test_a_mask_polygon_is_the_same_from_chip_or_scene_pixels(
     assume(c1 > c0 and r1 > r0)
     mask = np.zeros((1, chip.size, chip.size), bool)
     mask[0, r0:r1, c0:c1] = True
-    (detection,) = masks_to_detections(mask, np.array([0.5]), chip, 3 * chip.size, 2 * chip.size)
+    (detection,) = crops_to_detections(
+        crop_masks(mask), np.array([0.5]), chip, 3 * chip.size, 2 * chip.size
+    )
     (in_chip,) = masks_to_polygons(crop_masks(mask), chip.transform)
     (in_scene,) = masks_to_polygons([detection.mask], transform)
     assert in_chip.hausdorff_distance(in_scene) <= ulps(*in_chip.bounds)

@@ -5,7 +5,7 @@ from affine import Affine
 from rasterio.features import rasterize
 
 from geosam.geometry.components import MaskPrompts, prompted_bodies
-from geosam.geometry.detections import Detection, crops_to_detections, masks_to_detections
+from geosam.geometry.detections import Detection, crops_to_detections
 from geosam.geometry.grid import chip_grid
 from geosam.geometry.masks import MaskCrop, crop_masks, masks_to_polygons
 from geosam.geometry.stitch import stitch
@@ -41,7 +41,8 @@ def detections_from_truth(truth, keyed=False):
         seen = [k for k, m in enumerate(masks) if m.any()]
         masks = np.array([masks[k] for k in seen]).reshape(-1, SIZE, SIZE)
         scores = np.linspace(0.9, 0.6, len(masks))
-        out += masks_to_detections(masks, scores, chip, WIDTH, HEIGHT, seen if keyed else None)
+        keys = seen if keyed else None
+        out += crops_to_detections(crop_masks(masks), scores, chip, WIDTH, HEIGHT, keys)
     return out
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geosam.geometry.grid import Chip
-from geosam.geometry.masks import MaskCrop, crop_masks, touches_interior_edge
+from geosam.geometry.masks import MaskCrop, touches_interior_edge
 
 EDGE_MARGIN = 1  # a mask a pixel short of an interior edge may have lost its edge pixels: cut
 
@@ -39,18 +39,6 @@ class Detection:
     window: tuple[int, int, int, int] | None = None
 
 
-def masks_to_detections(
-    masks: np.ndarray,
-    scores: np.ndarray,
-    chip: Chip,
-    width: int,
-    height: int,
-    prompts: Sequence[int | None] | None = None,
-) -> list[Detection]:
-    """Chip masks (P, S, S) bool to detections on the scene grid; see `crops_to_detections`."""
-    return crops_to_detections(crop_masks(masks), scores, chip, width, height, prompts)
-
-
 def crops_to_detections(
     crops: list[MaskCrop],
     scores: np.ndarray,
@@ -60,6 +48,8 @@ def crops_to_detections(
     prompts: Sequence[int | None] | None = None,
 ) -> list[Detection]:
     """Cropped chip masks to detections on the scene grid, flagging those cut by an interior edge.
+
+    Chip masks (P, S, S) come here through `geosam.geometry.masks.crop_masks`.
 
     Args:
         crops: P masks of one chip, each cut to its box (row and col in chip pixels).
