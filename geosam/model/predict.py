@@ -176,7 +176,7 @@ class ChipPredictor:
         A sensor's cut is chosen on box prompts whose masks stay inside their boxes, so a
         proposal's mask is drawn the same way: the first mask, which finds the ship's box,
         is cut no lower than SAM's 0 (`bounded_cut`), and the second is kept inside that box.
-        Without that, a negative cut (the Sentinel-2 ports' is near -6) let a first mask
+        Without that, a negative cut (one model's Sentinel-2 ports had -6.5) let a first mask
         spread over its chip, the box with it, and the ship written was a harbour.
         """
         size = self.model.chip_size
