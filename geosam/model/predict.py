@@ -142,9 +142,12 @@ class ChipPredictor:
 
         The prompts are taken as they are (prompter proposals, a point grid); a user's
         prompts go through `prompted_masks`. A mask holds the pixels whose logit is above
-        `cut` (the model's per-sensor cut, `geosam.pipelines.mask_cuts`; SAM's is 0).
+        `cut` (the model's per-sensor cut, `geosam.pipelines.mask_cuts`; SAM's is 0); no box
+        bounds a point's mask, so for points the cut is `bounded_cut`.
         """
         prompts = boxes if boxes is not None else points
+        if boxes is None:
+            cut = bounded_cut(cut)
         size = self.model.chip_size
         if prompts is None or len(prompts) == 0:
             return np.zeros((0, size, size), bool), np.zeros(0, np.float32)
@@ -220,9 +223,7 @@ class ChipPredictor:
             masks[snapped], iou[snapped], _ = self.proposal_masks(
                 embedding, found[around[snapped]], cut
             )
-        masks[~snapped], iou[~snapped] = self.masks(
-            embedding, points=points[~snapped], cut=bounded_cut(cut)
-        )
+        masks[~snapped], iou[~snapped] = self.masks(embedding, points=points[~snapped], cut=cut)
         return masks, iou
 
 

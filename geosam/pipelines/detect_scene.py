@@ -34,7 +34,7 @@ from geosam.geometry.stitch import stitch
 from geosam.io.area_layer import DetectionArea
 from geosam.io.prompt_layer import PromptLayer
 from geosam.io.scene import SceneGrid
-from geosam.model.predict import ChipPredictor, bounded_cut
+from geosam.model.predict import ChipPredictor
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def chip_prompts(
         centres = (np.arange(n) + 0.5) * size / n
         grid = np.stack(np.meshgrid(centres, centres), -1).reshape(-1, 2).astype(np.float32)
         on_data = sample.valid[grid[:, 1].astype(int), grid[:, 0].astype(int)]
-        masks, iou = predictor.masks(embedding, points=grid[on_data], cut=bounded_cut(cut))
+        masks, iou = predictor.masks(embedding, points=grid[on_data], cut=cut)
         return masks, iou, MaskPrompts.stack(points=grid[on_data])
     boxes, centre_scores = predictor.propose(embedding, settings.threshold("prompter_threshold"))[0]
     masks, iou, boxes = predictor.proposal_masks(embedding, boxes, cut)
