@@ -115,3 +115,24 @@ def test_no_proposal_gives_no_mask():
     embedding = predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
     masks, iou, boxes = predictor.proposal_masks(embedding, np.zeros((0, 4), np.float32))
     assert masks.shape == (0, 256, 256) and iou.shape == (0,) and boxes.shape == (0, 4)
+
+
+def test_a_point_grid_mask_is_cut_no_lower_than_zero(monkeypatch):
+    from affine import Affine
+
+    from geosam.data.samples import ChipSample
+    from geosam.geometry.grid import chip_grid
+    from geosam.pipelines.detect_scene import DetectSettings, chip_prompts
+
+    ship = (slice(35, 52), slice(30, 70))
+    monkeypatch.setattr("geosam.model.predict.decode", fixed_logits(ship, outside=-3.0))
+    predictor = ChipPredictor(spilling_tiny(), torch.device("cpu"))
+    embedding = predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
+    chip = chip_grid(256, 256, Affine(1, 0, 0, 0, -1, 0), 256, 0)[0]
+    valid = np.ones((256, 256), bool)
+    sample = ChipSample("scene", chip, np.zeros((3, 256, 256), np.uint8), valid, None)
+    settings = DetectSettings(point_grid=2, mask_cut=-6.0)
+    masks, _, _ = chip_prompts(sample, predictor, embedding, settings, None)
+    expected = np.zeros((256, 256), bool)
+    expected[ship] = True
+    assert len(masks) == 4 and all(np.array_equal(m, expected) for m in masks)
