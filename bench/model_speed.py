@@ -1,8 +1,9 @@
 """4. Detection throughput and 5. training steps, on the model layer alone.
 
 Random weights (no checkpoint exists offline): speed does not depend on their values. Detection
-per chip: the batched encoder, the prompter, the decoder on 16 box prompts, and the masks cut
-to crops and turned into detections, as `geosam detect` does. Training: decoder steps of a
+per chip: the batched encoder, the prompter, 16 box prompts decoded as a user's (each mask kept
+inside its box), and the masks cut to crops and turned into detections, as `geosam detect
+--prompts` does. Training: decoder steps of a
 frozen-encoder `Trainer` on cached embeddings (the harbour of `embedding_cache`).
 On CUDA (when a GPU is present) detection and training are also measured there, in bf16
 autocast as `geosam` runs them, and the vit_b encoder in fp32 against bf16, with peak memory and
@@ -53,7 +54,9 @@ def detection_speed(model_type: str, chips: int, batch: int, device: str = "cpu"
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (chips, 3, size, size), dtype=np.uint8)
     starts = rng.uniform(0, size - 64, (PROMPTS_PER_CHIP, 2))
-    boxes = np.hstack([starts, starts + rng.uniform(8, 64, (PROMPTS_PER_CHIP, 2))])
+    boxes = np.hstack([starts, starts + rng.uniform(8, 64, (PROMPTS_PER_CHIP, 2))]).astype(
+        np.float32
+    )
     grid = chip_grid(size * 4, size * 4, Affine(1, 0, 0, 0, -1, 0), size, 0)
 
     def once(n: int) -> None:
@@ -61,7 +64,7 @@ def detection_speed(model_type: str, chips: int, batch: int, device: str = "cpu"
             embeddings = predictor.embed(images[start : start + batch])
             predictor.propose(embeddings, 0.3)
             for j in range(len(embeddings)):
-                masks, iou = predictor.masks(embeddings[j : j + 1], boxes=boxes.astype(np.float32))
+                masks, iou = predictor.prompted_masks(embeddings[j : j + 1], boxes=boxes)
                 crops_to_detections(crop_masks(masks), iou, grid[5], size * 4, size * 4)
 
     once(min(batch, chips))  # warm-up: allocator, kernels

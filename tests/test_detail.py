@@ -9,7 +9,7 @@ import torch
 from conftest import save_untrained_tiny
 
 from geosam.model.checkpoints import RANDOM_INIT
-from geosam.model.decoder import decode
+from geosam.model.decoder import decode, filled_boxes
 from geosam.model.detail import DETAIL_CHANNELS, MaskRefiner, pack_detail, split_embedding
 from geosam.model.predict import load_detector
 from geosam.model.registry import build_sam
@@ -71,6 +71,40 @@ def test_the_refiner_reads_the_detail_around_its_box():
     # Four dilated 3 x 3 layers reach 15 cells (30 px) around a change, no further: the
     # masks up to pixel 150 never see the far change.
     assert torch.equal(far[:, :150, :150], unchanged[:, :150, :150])
+
+
+def test_a_box_prompts_logits_inside_its_box_are_those_of_the_whole_grid():
+    """Refining a window around each box changes nothing where its mask is kept."""
+    torch.manual_seed(0)
+    model = ShipSam(build_sam("tiny"), RANDOM_INIT, train_encoder=True, dense_box=True)
+    assert model.refiner is not None
+    torch.nn.init.normal_(model.refiner.out.weight)
+    boxes = torch.tensor(
+        [
+            [40.0, 40.0, 90.0, 70.0],
+            [0.0, 0.0, 12.5, 30.0],  # at the chip's corner: the window meets two edges
+            [201.3, 150.7, 256.0, 255.2],  # at the opposite corner
+            [120.0, 3.0, 124.0, 250.0],  # tall: every window spans the whole height
+        ]
+    )
+    with torch.no_grad():
+        embedding = model.sam.image_encoder(torch.rand(1, 3, 256, 256) * 255)
+        whole, whole_iou = decode(
+            model.sam, embedding, boxes=boxes, dense_box=True, refiner=model.refiner
+        )
+        windowed, iou = decode(
+            model.sam,
+            embedding,
+            boxes=boxes,
+            dense_box=True,
+            refiner=model.refiner,
+            within_boxes=True,
+        )
+    inside = filled_boxes(boxes, 256)
+    assert torch.allclose(windowed[inside], whole[inside], atol=1e-5)
+    assert torch.equal(iou, whole_iou)
+    # Outside the windows the decoder's logits were left unrefined: the windows were used.
+    assert not torch.allclose(windowed[~inside], whole[~inside], atol=1e-3)
 
 
 def test_detail_without_the_refiner_is_an_error():

@@ -61,10 +61,11 @@ def test_a_proposal_is_decoded_again_from_its_first_masks_own_box(monkeypatch):
     proposals = np.array([[40, 40, 60, 50], [100, 100, 120, 110]], np.float32)
     first = np.zeros((2, 256, 256), bool)
     first[0, 35:52, 30:70] = True  # the ship is longer than the prompter thought
-    asked = []
+    asked, bounded = [], []
 
-    def masks(emb, boxes=None, points=None, cut=0.0):
+    def masks(emb, boxes=None, points=None, cut=0.0, within_boxes=False):
         asked.append(boxes.copy())
+        bounded.append(within_boxes)
         if len(asked) == 1:
             return first, np.full(2, 0.5, np.float32)
         return first, np.array([0.9, 0.1], np.float32)
@@ -75,6 +76,7 @@ def test_a_proposal_is_decoded_again_from_its_first_masks_own_box(monkeypatch):
     # the first mask's own box (pixel edges); the empty second mask keeps its proposal
     np.testing.assert_array_equal(asked[1], [[30, 35, 70, 52], [100, 100, 120, 110]])
     np.testing.assert_array_equal(boxes, asked[1])
+    assert bounded == [False, True]  # the second mask is kept inside its box
     assert iou.tolist() == pytest.approx([0.9, 0.1]) and np.array_equal(out, first)
 
 

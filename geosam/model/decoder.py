@@ -64,6 +64,7 @@ def decode(
     points: torch.Tensor | None = None,
     dense_box: bool = False,
     refiner: MaskRefiner | None = None,
+    within_boxes: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masks for P prompts on one chip.
 
@@ -76,6 +77,9 @@ def decode(
         dense_box: also give each box as SAM's mask input (see the module docstring).
         refiner: corrects the decoder's logits from the embedding's detail channels; used
             when the embedding has them (a model with detail channels always has a refiner).
+        within_boxes: the caller keeps each mask inside its box, so the logits need only be
+            right there: the refiner then works on a window around each box
+            (`MaskRefiner.forward_within`), and outside it the logits are left unrefined.
 
     Returns:
         Mask logits (P, S, S) at full chip size and predicted IoU (P,).
@@ -100,7 +104,23 @@ def decode(
         if refiner is None:
             raise ValueError("an embedding with detail channels needs the model's refiner")
         prompt_map = torch.zeros_like(low_res) if box_map is None else box_map / BOX_LOGIT
-        low_res = refiner(detail, low_res, prompt_map)
+        if within_boxes and boxes is not None:
+            cells = box_cells(boxes, low_res.shape[-1] / sam.image_encoder.img_size)
+            low_res = refiner.forward_within(detail, low_res, prompt_map, cells)
+        else:
+            low_res = refiner(detail, low_res, prompt_map)
     size = sam.image_encoder.img_size
     logits = F.interpolate(low_res, (size, size), mode="bilinear", align_corners=False)
     return logits[:, 0], iou[:, 0]
+
+
+def box_cells(boxes: torch.Tensor, scale: float) -> torch.Tensor:
+    """(P, 4) int64 mask-grid cells x0, y0, x1, y1 (end exclusive) that a box's pixels read.
+
+    Upsampling to the chip reads the two cells around each pixel's centre, so the box's
+    cells are widened by two on each side (one for the blend, one for rounding its edges).
+    """
+    b = boxes.detach().float().cpu() * scale
+    low = torch.floor(b[:, :2]).long() - 2
+    high = torch.ceil(b[:, 2:]).long() + 2
+    return torch.cat([low, high], 1)

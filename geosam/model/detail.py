@@ -90,3 +90,55 @@ class MaskRefiner(nn.Module):
         x = torch.cat([features, logits, box_map.to(logits.dtype)], 1)
         correction: torch.Tensor = self.out(self.body(x))
         return logits + correction
+
+    @property
+    def reach(self) -> int:
+        """Cells on each side of an output cell that it reads: the dilated layers' radii."""
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        return sum(int(c.dilation[0]) * (int(c.kernel_size[0]) // 2) for c in convs)
+
+    def forward_within(
+        self,
+        detail: torch.Tensor,
+        logits: torch.Tensor,
+        box_map: torch.Tensor,
+        cells: torch.Tensor,
+    ) -> torch.Tensor:
+        """`forward` where each prompt needs it only: the same logits on its `cells`.
+
+        A mask kept inside its box needs the refined logits there alone, yet `forward`
+        refines the whole grid for every prompt, most of a box prompt's decoding time on the
+        CPU. Here each prompt is refined on one window (the same size for all, for one
+        batched call) that holds its cells widened by the `reach`, shifted inside the grid
+        where it would cross an edge: the zero padding at the window's border is then
+        either the grid's own or too far away to reach the cells. Elsewhere the decoder's
+        logits pass unrefined.
+
+        Args:
+            detail: (1, D, h, w) detail features of the chip, as for `forward`.
+            logits: (P, 1, h, w) the decoder's low-resolution mask logits.
+            box_map: (P, 1, h, w) +1 inside each prompt's box, -1 outside.
+            cells: (P, 4) int64 x0, y0, x1, y1 (end exclusive) grid cells per prompt.
+        """
+        height, width = logits.shape[-2:]
+        if detail.shape[-2:] != logits.shape[-2:]:
+            detail = F.interpolate(detail, size=logits.shape[-2:], mode="bilinear")
+        low, high = cells[:, :2] - self.reach, cells[:, 2:] + self.reach
+        win_w, win_h = (int(v) for v in (high - low).amax(0))
+        win_w, win_h = min(win_w, width), min(win_h, height)
+        if len(cells) == 0 or (win_w == width and win_h == height):
+            return self(detail, logits, box_map)
+        left = low[:, 0].clamp(0, width - win_w).tolist()
+        top = low[:, 1].clamp(0, height - win_h).tolist()
+        windows = [
+            (slice(y, y + win_h), slice(x, x + win_w)) for x, y in zip(left, top, strict=True)
+        ]
+        refined = self(
+            torch.stack([detail[0, :, rows, cols] for rows, cols in windows]),
+            torch.stack([logits[k, :, rows, cols] for k, (rows, cols) in enumerate(windows)]),
+            torch.stack([box_map[k, :, rows, cols] for k, (rows, cols) in enumerate(windows)]),
+        )
+        out = logits.clone()
+        for k, (rows, cols) in enumerate(windows):
+            out[k, :, rows, cols] = refined[k]
+        return out

@@ -103,10 +103,12 @@ def prompt_losses(
         if not sel.any():
             continue
         prompt = torch.from_numpy(prompts.boxes[sel] if kind == "boxes" else prompts.points[sel])
+        prompt = prompt.to(embedding.device)
         logits, iou_pred = decode(
             sam,
             embedding,
-            **{kind: prompt.to(embedding.device)},
+            boxes=prompt if kind == "boxes" else None,
+            points=prompt if kind == "points" else None,
             dense_box=dense_box,
             refiner=refiner,
         )

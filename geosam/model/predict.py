@@ -137,13 +137,15 @@ class ChipPredictor:
         boxes: NDArray[np.float32] | None = None,
         points: NDArray[np.float32] | None = None,
         cut: float = 0.0,
+        within_boxes: bool = False,
     ) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
         """Masks (P, S, S) bool and predicted IoU (P,) for box or point prompts on one chip.
 
         The prompts are taken as they are (prompter proposals, a point grid); a user's
         prompts go through `prompted_masks`. A mask holds the pixels whose logit is above
         `cut` (the model's per-sensor cut, `geosam.pipelines.mask_cuts`; SAM's is 0); no box
-        bounds a point's mask, so for points the cut is `bounded_cut`.
+        bounds a point's mask, so for points the cut is `bounded_cut`. With `within_boxes`
+        each box's mask is kept inside it, and only what that needs is decoded.
         """
         prompts = boxes if boxes is not None else points
         if boxes is None:
@@ -162,8 +164,12 @@ class ChipPredictor:
                     **{kind: chunk.to(self.device)},
                     dense_box=self.model.dense_box,
                     refiner=self.model.refiner,
+                    within_boxes=within_boxes,
                 )
-            out_masks.append((logits.float() > cut).cpu().numpy())
+            drawn = (logits.float() > cut).cpu().numpy()
+            if within_boxes:
+                drawn &= filled_boxes(chunk, size).numpy()
+            out_masks.append(drawn)
             out_iou.append(iou.float().clamp(0, 1).cpu().numpy())
         return np.concatenate(out_masks), np.concatenate(out_iou).astype(np.float32)
 
@@ -182,15 +188,14 @@ class ChipPredictor:
         Without that, a negative cut (one model's Sentinel-2 ports had -6.5) let a first mask
         spread over its chip, the box with it, and the ship written was a harbour.
         """
-        size = self.model.chip_size
         masks, _ = self.masks(embedding, boxes=boxes, cut=bounded_cut(cut))
         if len(masks) == 0:
             return masks, np.zeros(0, np.float32), boxes
         own = np.stack(
             [mask_to_box(m) if m.any() else b for m, b in zip(masks, boxes, strict=True)]
         )
-        masks, iou = self.masks(embedding, boxes=own, cut=cut)
-        return masks & filled_boxes(own, size).numpy(), iou, own
+        masks, iou = self.masks(embedding, boxes=own, cut=cut, within_boxes=True)
+        return masks, iou, own
 
     def prompted_masks(
         self,
@@ -210,8 +215,7 @@ class ChipPredictor:
         """
         size = self.model.chip_size
         if boxes is not None and len(boxes):
-            masks, iou = self.masks(embedding, boxes=boxes, cut=cut)
-            return masks & filled_boxes(boxes, size).numpy(), iou
+            return self.masks(embedding, boxes=boxes, cut=cut, within_boxes=True)
         if points is None or len(points) == 0:
             return self.masks(embedding, boxes=boxes, points=points, cut=cut)
         found, _ = self.propose(embedding, POINT_PROPOSAL_THRESHOLD)[0]

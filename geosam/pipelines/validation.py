@@ -187,7 +187,14 @@ class ValidationSums:
         dense, sam = model.dense_box, model.sam
         if len(chip.boxes):
             boxes = torch.from_numpy(chip.boxes).to(embedding.device)
-            logits, _ = decode(sam, embedding, boxes=boxes, dense_box=dense, refiner=model.refiner)
+            logits, _ = decode(
+                sam,
+                embedding,
+                boxes=boxes,
+                dense_box=dense,
+                refiner=model.refiner,
+                within_boxes=True,
+            )
             filled = filled_boxes(chip.boxes, chip.image.shape[-1])
             target = torch.from_numpy(chip.masks)
             # Kept inside the box, as `detect` keeps a box prompt's mask.
