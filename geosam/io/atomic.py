@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,18 +23,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` if the block succeeds.
 
     The temporary name keeps the suffix so that drivers chosen by extension (GDAL) still work.
+    It is a fresh random name that nothing creates before the writer does (GDAL wants to
+    create the file itself), so an interrupt that lands anywhere leaves no file behind.
     """
     final = Path(path)
-    with write_errors(final):
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
-        )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()  # writers such as GDAL want to create the file themselves
+    tmp = final.with_name(f".{final.stem}.{secrets.token_hex(6)}.tmp{final.suffix}")
     try:
         with write_errors(final):
+            final.parent.mkdir(parents=True, exist_ok=True)
             yield tmp
             os.replace(tmp, final)
     except BaseException:

@@ -49,13 +49,14 @@ def staged_output(out: Path, owned: Sequence[str], marker: str) -> Iterator[Path
             the message names `out`.
     """
     staging = staging_folder(out)
-    with write_errors(out, NOTHING_WRITTEN):
-        if staging.exists():
-            log.info("%s: removing the unfinished output of an interrupted run", staging)
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
+    # The folder is made inside the `try`: an interrupt (Ctrl-C, the QGIS plugin's Cancel)
+    # that lands just after it exists still removes it.
     try:
         with write_errors(out, NOTHING_WRITTEN):
+            if staging.exists():
+                log.info("%s: removing the unfinished output of an interrupted run", staging)
+                shutil.rmtree(staging)
+            staging.mkdir(parents=True)
             yield staging
             _move_in(staging, out, owned, marker)
     finally:
