@@ -107,6 +107,14 @@ def test_a_box_prompts_logits_inside_its_box_are_those_of_the_whole_grid():
     assert not torch.allclose(windowed[~inside], whole[~inside], atol=1e-3)
 
 
+def test_refining_no_prompts_gives_no_logits():
+    refiner = MaskRefiner()
+    none = torch.zeros(0, 1, 128, 128)
+    cells = torch.zeros(0, 4, dtype=torch.long)
+    refined = refiner.forward_within(torch.zeros(1, DETAIL_CHANNELS, 128, 128), none, none, cells)
+    assert refined.shape == (0, 1, 128, 128)
+
+
 def test_detail_without_the_refiner_is_an_error():
     sam = build_sam("tiny")
     embedding = torch.zeros(1, 128 + DETAIL_CHANNELS * 16, 32, 32)

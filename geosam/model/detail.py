@@ -121,12 +121,14 @@ class MaskRefiner(nn.Module):
             cells: (P, 4) int64 x0, y0, x1, y1 (end exclusive) grid cells per prompt.
         """
         height, width = logits.shape[-2:]
+        if len(cells) == 0:
+            return self(detail, logits, box_map)
         if detail.shape[-2:] != logits.shape[-2:]:
             detail = F.interpolate(detail, size=logits.shape[-2:], mode="bilinear")
         low, high = cells[:, :2] - self.reach, cells[:, 2:] + self.reach
         win_w, win_h = (int(v) for v in (high - low).amax(0))
         win_w, win_h = min(win_w, width), min(win_h, height)
-        if len(cells) == 0 or (win_w == width and win_h == height):
+        if win_w == width and win_h == height:
             return self(detail, logits, box_map)
         left = low[:, 0].clamp(0, width - win_w).tolist()
         top = low[:, 1].clamp(0, height - win_h).tolist()
