@@ -98,7 +98,7 @@ def test_a_box_prompts_logits_inside_its_box_are_those_of_the_whole_grid():
             boxes=boxes,
             dense_box=True,
             refiner=model.refiner,
-            within_boxes=True,
+            within=boxes,
         )
     inside = filled_boxes(boxes, 256)
     assert torch.allclose(windowed[inside], whole[inside], atol=1e-5)

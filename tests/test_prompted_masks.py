@@ -8,7 +8,8 @@ import torch
 from conftest import spilling_tiny
 
 from geosam.model.checkpoints import RANDOM_INIT
-from geosam.model.predict import ChipPredictor, containing_boxes
+from geosam.model.decoder import filled_boxes
+from geosam.model.predict import ChipPredictor, containing_boxes, widened
 from geosam.model.registry import build_sam
 from geosam.model.shipsam import ShipSam
 
@@ -63,9 +64,9 @@ def test_a_proposal_is_decoded_again_from_its_first_masks_own_box(monkeypatch):
     first[0, 35:52, 30:70] = True  # the ship is longer than the prompter thought
     asked, bounded = [], []
 
-    def masks(emb, boxes=None, points=None, cut=0.0, within_boxes=False):
+    def masks(emb, boxes=None, points=None, cut=0.0, within=None):
         asked.append(boxes.copy())
-        bounded.append(within_boxes)
+        bounded.append(within)
         if len(asked) == 1:
             return first, np.full(2, 0.5, np.float32)
         return first, np.array([0.9, 0.1], np.float32)
@@ -76,7 +77,10 @@ def test_a_proposal_is_decoded_again_from_its_first_masks_own_box(monkeypatch):
     # the first mask's own box (pixel edges); the empty second mask keeps its proposal
     np.testing.assert_array_equal(asked[1], [[30, 35, 70, 52], [100, 100, 120, 110]])
     np.testing.assert_array_equal(boxes, asked[1])
-    assert bounded == [False, True]  # the second mask is kept inside its box
+    # the first mask is kept inside its proposal widened by half its size on each side,
+    # the second inside its own box
+    np.testing.assert_array_equal(bounded[0], [[30, 35, 70, 55], [90, 95, 130, 115]])
+    np.testing.assert_array_equal(bounded[1], asked[1])
     assert iou.tolist() == pytest.approx([0.9, 0.1]) and np.array_equal(out, first)
 
 
@@ -110,6 +114,37 @@ def test_a_negative_cut_never_spreads_a_proposals_mask_over_the_chip(monkeypatch
     points = np.array([[50, 45], [200, 200]], np.float32)
     masks, _ = predictor.prompted_masks(embedding, points=points, cut=-6.0)
     assert np.array_equal(masks[0], expected) and np.array_equal(masks[1], expected)
+
+
+def test_a_first_mask_beyond_its_widened_proposal_is_cut_there(monkeypatch):
+    # The decoder draws the ship far past the proposal (columns 0-200 for a box at 40-60):
+    # the first mask stops at the proposal widened by half its size, and so does the ship.
+    ship = (slice(35, 52), slice(0, 200))
+    monkeypatch.setattr("geosam.model.predict.decode", fixed_logits(ship, outside=-3.0))
+    predictor = ChipPredictor(spilling_tiny(), torch.device("cpu"))
+    embedding = predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
+    proposal = np.array([[40, 40, 60, 50]], np.float32)
+    masks, _, boxes = predictor.proposal_masks(embedding, proposal)
+    np.testing.assert_array_equal(boxes, [[30, 35, 70, 52]])
+    expected = np.zeros((256, 256), bool)
+    expected[35:52, 30:70] = True
+    assert np.array_equal(masks[0], expected)
+
+
+def test_widened_grows_each_side_by_a_share_of_the_boxs_size():
+    boxes = np.array([[10, 20, 30, 60], [5, 5, 5, 9]], np.float32)
+    np.testing.assert_array_equal(widened(boxes, 0.5), [[0, 0, 40, 80], [5, 3, 5, 11]])
+    assert widened(np.zeros((0, 4), np.float32), 0.5).shape == (0, 4)
+
+
+def test_a_filled_box_that_overhangs_the_chip_is_cut_at_its_edges():
+    # A widened proposal at the chip's corner reaches past it; a negative edge must not
+    # count from the far side of the chip.
+    filled = filled_boxes(np.array([[-10, -5, 20, 10], [250, 240, 270, 300]], np.float32), 256)
+    expected = np.zeros((2, 256, 256), bool)
+    expected[0, 0:10, 0:20] = True
+    expected[1, 240:, 250:] = True
+    np.testing.assert_array_equal(filled.numpy(), expected)
 
 
 def test_no_proposal_gives_no_mask():

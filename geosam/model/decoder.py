@@ -35,9 +35,9 @@ def filled_boxes(boxes: NDArray[np.float32] | torch.Tensor, size: int) -> torch.
     gives its ship: a box drawn around a ship says where the ship is not, too.
     """
     out = torch.zeros(len(boxes), size, size, dtype=torch.bool)
-    for k, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=np.float64)):
-        rows = slice(round(float(y0)), round(float(y1)))
-        out[k, rows, round(float(x0)) : round(float(x1))] = True
+    edges = np.clip(np.round(np.asarray(boxes, dtype=np.float64)), 0, size).astype(int)
+    for k, (x0, y0, x1, y1) in enumerate(edges):  # clipped: a box may overhang the chip
+        out[k, y0:y1, x0:x1] = True
     return out
 
 
@@ -64,7 +64,7 @@ def decode(
     points: torch.Tensor | None = None,
     dense_box: bool = False,
     refiner: MaskRefiner | None = None,
-    within_boxes: bool = False,
+    within: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masks for P prompts on one chip.
 
@@ -77,8 +77,9 @@ def decode(
         dense_box: also give each box as SAM's mask input (see the module docstring).
         refiner: corrects the decoder's logits from the embedding's detail channels; used
             when the embedding has them (a model with detail channels always has a refiner).
-        within_boxes: the caller keeps each mask inside its box, so the logits need only be
-            right there: the refiner then works on a window around each box
+        within: (P, 4) XYXY chip-pixel regions the caller keeps each mask inside (its box,
+            or a proposal's box widened), so the logits need only be right there: the
+            refiner then works on a window around each region
             (`MaskRefiner.forward_within`), and outside it the logits are left unrefined.
 
     Returns:
@@ -104,8 +105,8 @@ def decode(
         if refiner is None:
             raise ValueError("an embedding with detail channels needs the model's refiner")
         prompt_map = torch.zeros_like(low_res) if box_map is None else box_map / BOX_LOGIT
-        if within_boxes and boxes is not None:
-            cells = box_cells(boxes, low_res.shape[-1] / sam.image_encoder.img_size)
+        if within is not None:
+            cells = box_cells(within, low_res.shape[-1] / sam.image_encoder.img_size)
             low_res = refiner.forward_within(detail, low_res, prompt_map, cells)
         else:
             low_res = refiner(detail, low_res, prompt_map)

@@ -193,7 +193,7 @@ class ValidationSums:
                 boxes=boxes,
                 dense_box=dense,
                 refiner=model.refiner,
-                within_boxes=True,
+                within=boxes,
             )
             filled = filled_boxes(chip.boxes, chip.image.shape[-1])
             target = torch.from_numpy(chip.masks)
