@@ -96,13 +96,20 @@ def fixed_logits(ship: tuple[slice, slice], outside: float) -> object:
     return decode
 
 
+def predictor_drawing(
+    ship: tuple[slice, slice], monkeypatch: pytest.MonkeyPatch
+) -> tuple[ChipPredictor, torch.Tensor]:
+    """A predictor whose decoder draws `ship` (+4) on a doubtful chip (-3), and an embedding."""
+    monkeypatch.setattr("geosam.model.predict.decode", fixed_logits(ship, outside=-3.0))
+    predictor = ChipPredictor(spilling_tiny(), torch.device("cpu"))
+    return predictor, predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
+
+
 def test_a_negative_cut_never_spreads_a_proposals_mask_over_the_chip(monkeypatch):
     # The decoder is sure of the ship (+4) and only doubtful of the rest of the chip (-3):
     # a cut of -6 (as the Sentinel-2 ports get) takes that rest in, unless bounded.
     ship = (slice(35, 52), slice(30, 70))
-    monkeypatch.setattr("geosam.model.predict.decode", fixed_logits(ship, outside=-3.0))
-    predictor = ChipPredictor(spilling_tiny(), torch.device("cpu"))
-    embedding = predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
+    predictor, embedding = predictor_drawing(ship, monkeypatch)
     proposal = np.array([[40, 40, 60, 50]], np.float32)
     masks, _, boxes = predictor.proposal_masks(embedding, proposal, cut=-6.0)
     expected = np.zeros((256, 256), bool)
@@ -120,9 +127,7 @@ def test_a_first_mask_beyond_its_widened_proposal_is_cut_there(monkeypatch):
     # The decoder draws the ship far past the proposal (columns 0-200 for a box at 40-60):
     # the first mask stops at the proposal widened by half its size, and so does the ship.
     ship = (slice(35, 52), slice(0, 200))
-    monkeypatch.setattr("geosam.model.predict.decode", fixed_logits(ship, outside=-3.0))
-    predictor = ChipPredictor(spilling_tiny(), torch.device("cpu"))
-    embedding = predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
+    predictor, embedding = predictor_drawing(ship, monkeypatch)
     proposal = np.array([[40, 40, 60, 50]], np.float32)
     masks, _, boxes = predictor.proposal_masks(embedding, proposal)
     np.testing.assert_array_equal(boxes, [[30, 35, 70, 52]])
@@ -162,9 +167,7 @@ def test_a_point_grid_mask_is_cut_no_lower_than_zero(monkeypatch):
     from geosam.pipelines.detect_scene import DetectSettings, chip_prompts
 
     ship = (slice(35, 52), slice(30, 70))
-    monkeypatch.setattr("geosam.model.predict.decode", fixed_logits(ship, outside=-3.0))
-    predictor = ChipPredictor(spilling_tiny(), torch.device("cpu"))
-    embedding = predictor.embed(np.zeros((1, 3, 256, 256), np.uint8))
+    predictor, embedding = predictor_drawing(ship, monkeypatch)
     chip = chip_grid(256, 256, Affine(1, 0, 0, 0, -1, 0), 256, 0)[0]
     valid = np.ones((256, 256), bool)
     sample = ChipSample("scene", chip, np.zeros((3, 256, 256), np.uint8), valid, None)
