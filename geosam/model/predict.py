@@ -250,7 +250,7 @@ def widened(boxes: NDArray[np.float32], margin: float) -> NDArray[np.float32]:
     """XYXY boxes grown on each side by `margin` times their width (x) and height (y)."""
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     grow = np.tile((b[:, 2:] - b[:, :2]) * margin, 2)
-    return (b + grow * np.array([-1, -1, 1, 1], np.float32)).astype(np.float32)
+    return b + grow * np.array([-1, -1, 1, 1], np.float32)
 
 
 def bounded_cut(cut: float) -> float:
