@@ -401,3 +401,18 @@ def test_a_failed_read_on_a_read_ahead_thread_is_one_scene_error(tmp_path: Path)
         with pytest.raises(SceneError, match="damaged or incomplete"):
             for chip in chips:
                 reader.read(chip)
+
+
+def test_scene_chips_read_the_whole_grid_in_reading_order(make_scene, monkeypatch):
+    """Without chips named, samples come in the reader's order: panels when the cache is small."""
+    from geosam.data.samples import SceneChips
+    from geosam.data.settings import ChipSettings
+    from geosam.io import reader
+
+    scene = make_scene(width=600, height=300, tiled=True, blockxsize=64, blockysize=64)
+    monkeypatch.setattr(reader, "READ_CACHE_BYTES", 100_000)
+    with SceneChips(scene, settings=ChipSettings(size=128, overlap=16)) as chips:
+        got = [s.chip.chip_id for s in chips.samples()]
+        panels = [c.chip_id for c in chips.reader.reading_order(chips.chips)]
+        grid = [c.chip_id for c in chips.chips]
+    assert got == panels and got != grid and sorted(got) == sorted(grid)

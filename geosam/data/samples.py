@@ -121,8 +121,14 @@ class SceneChips:
         return self._labelled(self.reader.read(chip))
 
     def samples(self, chips: Sequence[Chip] | None = None) -> Iterator[ChipSample]:
-        """Samples of `chips` (default: the whole grid) in order, read ahead in a thread."""
-        for pixels in self.reader.read_chips(self.chips if chips is None else chips):
+        """Samples of `chips` in their order, read ahead in threads.
+
+        By default the whole grid in reading order (`SceneReader.reading_order`): row by row
+        on most scenes, in panels on scenes too wide for the block cache, so that each block
+        is read once. Each sample names its chip; nothing downstream needs grid order.
+        """
+        order = self.reader.reading_order(self.chips) if chips is None else chips
+        for pixels in self.reader.read_chips(order):
             yield self._labelled(pixels)
 
     def _labelled(self, pixels: ChipImage) -> ChipSample:
@@ -130,7 +136,7 @@ class SceneChips:
         return ChipSample(self.scene_name, pixels.chip, pixels.image, pixels.valid, labels)
 
     def __iter__(self) -> Iterator[ChipSample]:
-        """Samples of every chip that holds at least one valid pixel, row by row."""
+        """Samples of every chip that holds at least one valid pixel, in reading order."""
         for sample in self.samples():
             if not sample.valid.any():
                 chip_id = sample.chip.chip_id

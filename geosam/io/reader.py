@@ -177,7 +177,7 @@ class SceneReader:
         """Chips in order, read and stretched ahead by a few threads while this one is used.
 
         One handle on the scene (GDAL handles are not thread-safe) reads the windows one at a
-        time, in grid order, so neighbouring chips share its decoded blocks as a plain read
+        time, in the order given, so neighbouring chips share its decoded blocks as a plain read
         loop does; separate handles per thread would each decode the blocks chips share. The
         stretch, valid mask and padding run outside the lock, on several threads, and GDAL
         and numpy release the GIL, so this overlaps the caller's work (compressing, the model).

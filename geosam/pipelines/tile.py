@@ -117,9 +117,8 @@ def _write_tiles(
     chip_rows: list[dict[str, Any]] = []
     ship_rows: list[dict[str, Any]] = []
     crs = chips.reader.grid.crs
-    order = chips.reader.reading_order(chips.chips)  # panels: each block decoded once
     with BackgroundWrites() as writes:  # compression overlaps the next reads
-        for done, sample in enumerate(chips.samples(order), start=1):
+        for done, sample in enumerate(chips.samples(), start=1):  # panels on wide scenes
             chip = sample.chip
             if sample.valid.any():
                 path = stage / "chips" / f"{chip.chip_id}.tif"

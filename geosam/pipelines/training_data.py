@@ -135,7 +135,8 @@ def load_training_chips(
         with SceneChips(pair.scene, pair.labels, pair.layer, settings) as scene_chips:
             resolved.append(scene_chips.settings)
             ships_here = 0
-            for sample in scene_chips:
+            # Read in panels on wide scenes, kept in grid order: a seed draws the same chips.
+            for sample in sorted(scene_chips, key=lambda s: (s.chip.row_off, s.chip.col_off)):
                 labels = sample.labels
                 assert labels is not None  # labels were given
                 chips.append(
