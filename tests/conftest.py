@@ -128,6 +128,22 @@ def pixel_polygon(col0: float, row0: float, col1: float, row1: float) -> Any:
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.fixture
+def read_orders(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The chip ids of every `SceneReader.read_chips` call, in the order each call read them."""
+    from geosam.io import reader
+
+    orders: list[list[str]] = []
+    original = reader.SceneReader.read_chips
+
+    def recorded(self: reader.SceneReader, chips: Any) -> Any:
+        orders.append([c.chip_id for c in chips])
+        return original(self, chips)
+
+    monkeypatch.setattr(reader.SceneReader, "read_chips", recorded)
+    return orders
+
+
 @pytest.fixture(scope="session")
 def harbour(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A small synthetic harbour (scene, footprints) from examples/harbour.py, 512x384 px."""

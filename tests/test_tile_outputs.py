@@ -199,7 +199,7 @@ def test_tile_starts_without_importing_torch(make_scene, tmp_path):
 
 
 def test_reading_in_panels_writes_what_grid_order_writes(
-    make_scene, make_layer, tmp_path, monkeypatch
+    make_scene, make_layer, tmp_path, monkeypatch, read_orders
 ):
     """A cache too small for a chip row makes tiling read in panels; the outputs are the same."""
     from geosam.data.settings import ChipSettings
@@ -211,14 +211,6 @@ def test_reading_in_panels_writes_what_grid_order_writes(
     )
     ships = [pixel_polygon(c, r, c + 30, r + 8) for c in (40, 230, 470) for r in (50, 170)]
     labels = make_layer(ships)
-    read_orders: list[list[str]] = []
-    original = reader.SceneReader.read_chips
-
-    def recorded(self, chips):
-        read_orders.append([c.chip_id for c in chips])
-        return original(self, chips)
-
-    monkeypatch.setattr(reader.SceneReader, "read_chips", recorded)
     outs = {}
     for name, cache in (("rows", 2**30), ("panels", 400_000)):
         monkeypatch.setattr(reader, "READ_CACHE_BYTES", cache)

@@ -222,7 +222,9 @@ def test_scenes_of_one_sensor_share_a_pixel_size_and_chips_carry_it(make_scene, 
     assert {c.scene: c.pixel_size for c in chips} == dict(zip(transforms, sizes, strict=True))
 
 
-def test_a_scene_read_in_panels_gives_its_chips_in_grid_order(make_scene, make_layer, monkeypatch):
+def test_a_scene_read_in_panels_gives_its_chips_in_grid_order(
+    make_scene, make_layer, monkeypatch, read_orders
+):
     """Wide scenes are read in panels; training sees the same chips in the same order."""
     from geosam.io import reader
 
@@ -230,14 +232,6 @@ def test_a_scene_read_in_panels_gives_its_chips_in_grid_order(make_scene, make_l
     labels = make_layer([pixel_polygon(c, r, c + 30, r + 8) for c in (40, 470) for r in (50, 170)])
     pair = [TrainingPair(scene, labels)]
     settings = ChipSettings(size=128, overlap=16)
-    read_orders: list[list[str]] = []
-    original = reader.SceneReader.read_chips
-
-    def recorded(self, chips):
-        read_orders.append([c.chip_id for c in chips])
-        return original(self, chips)
-
-    monkeypatch.setattr(reader.SceneReader, "read_chips", recorded)
     loaded = {}
     for name, cache in (("rows", 2**30), ("panels", 100_000)):
         monkeypatch.setattr(reader, "READ_CACHE_BYTES", cache)
