@@ -255,16 +255,28 @@ def test_missing_and_non_raster_scenes_are_refused(tmp_path):
         SceneReader(tmp_path / "notes.tif")
 
 
-@pytest.mark.parametrize("dtype", ["uint16", "int16", "uint8", "int8", "float32", "int32"])
-def test_lookup_table_stretch_equals_the_arithmetic_one(dtype):
-    stretch = Stretch((1, 2, 3), (100.0, -50.0, 0.0), (3000.0, 20000.0, 1.0))
+@pytest.mark.parametrize(
+    "dtype", ["uint16", "int16", "uint8", "int8", "float32", "float64", "int32", "uint32"]
+)
+def test_the_stretch_in_slices_equals_its_definition(dtype, monkeypatch):
+    # 7 rows a slice: five whole slices and a partial one, each written to its own rows.
+    monkeypatch.setattr("geosam.io.stretch.STRETCH_SLICE_VALUES", 3 * 50 * 7)
     rng = np.random.default_rng(1)
     if np.dtype(dtype).kind == "f":
-        pixels = rng.normal(0, 1000, (3, 40, 50)).astype(dtype)
+        bottom, top = -3000.0, 3000.0
+        pixels = rng.uniform(bottom, top, (3, 40, 50)).astype(dtype)
+        pixels[0, 0, :3] = [np.nan, np.inf, -np.inf]
     else:
         info = np.iinfo(dtype)
+        bottom, top = float(info.min), float(info.max)
         pixels = rng.integers(info.min, info.max, (3, 40, 50), endpoint=True).astype(dtype)
-    np.testing.assert_array_equal(stretch.apply(pixels), stretch.scale(pixels))
+    span = top - bottom  # each band its own range, inside the data's: every level is met
+    low = tuple(bottom + span * f for f in (0.1, 0.2, 0.05))
+    high = tuple(top - span * f for f in (0.1, 0.3, 0.05))
+    stretch = Stretch((1, 2, 3), low, high)
+    expected = stretch.scale(pixels)
+    assert all(len(np.unique(band)) > 100 for band in expected)
+    np.testing.assert_array_equal(stretch.apply(pixels), expected)
 
 
 @pytest.mark.parametrize("per_band", [False, True])
