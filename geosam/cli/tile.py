@@ -62,8 +62,9 @@ def build_settings(
     type=click.Choice(list(CODECS)),
     default=DEFAULT_CODEC,
     show_default=True,
-    help="Chip file compression. zstd and lzw (with a predictor) write faster; deflate is "
-    "read by every GIS.",
+    help="Chip file compression, lossless. deflate is read by every GIS; zstd writes about "
+    "1.5x faster (QGIS 3.x and GDAL 2.3+ read it); lzw writes slower, for older readers; none "
+    "writes raw pixels.",
 )
 @chip_options
 @overwrite_opt
