@@ -125,7 +125,8 @@ class SceneChips:
 
         By default the whole grid in reading order (`SceneReader.reading_order`): row by row
         on most scenes, in panels on scenes too wide for the block cache, so that each block
-        is read once. Each sample names its chip; nothing downstream needs grid order.
+        is read once. Each sample names its chip: a caller that needs grid order sorts by
+        its offsets, as training does (`load_training_chips`).
         """
         order = self.reader.reading_order(self.chips) if chips is None else chips
         for pixels in self.reader.read_chips(order):
