@@ -10,7 +10,7 @@ from geosam.cli.options import chip_options, overwrite_opt
 from geosam.cli.progress import ProgressBar, progress_mode
 from geosam.data.settings import ChipSettings
 from geosam.io.bands import parse_bands
-from geosam.io.chipfile import CODECS, DEFAULT_CODEC
+from geosam.io.chip_profile import CODECS, DEFAULT_CODEC
 from geosam.io.stretch import load_stretch
 from geosam.pipelines.tile import tile_scene
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -10,26 +12,12 @@ import rasterio
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio.crs import CRS
+from rasterio.io import MemoryFile
+from rasterio.windows import Window
 
-CODECS: dict[str, dict[str, object]] = {
-    "deflate": {"compress": "deflate", "predictor": 2, "zlevel": 1},
-    "zstd": {"compress": "zstd", "predictor": 2, "zstd_level": 1},
-    "lzw": {"compress": "lzw", "predictor": 2},
-    "none": {},
-}
-"""Chip compression by name. The default is DEFLATE, which every GIS reads, with a horizontal
-predictor at level 1: on chips of the real dev scenes it writes 2-4x faster than DEFLATE's
-default level 6 and the files come out about 10 % smaller (the predictor gains more than the
-level loses). ZSTD (level 1, with the predictor) writes faster still and needs GDAL 2.3+
-(QGIS 3.22 has it); LZW (with the predictor) is the classic alternative for older readers,
-1.7-2.3x slower to write than DEFLATE on real and synthetic chips and no smaller; `none`
-writes raw pixels. All are lossless: the pixels are the same whatever the codec."""
-DEFAULT_CODEC = "deflate"
-CHIP_BLOCK = 64
-"""Chip files are tiled in 64 px blocks (12 KB of RGB pixels). libdeflate compresses blocks
-that small about twice as fast per byte as 256 px ones (196 KB), and the files grow by about
-2 % on the real dev scenes; on the tiling benchmark's scene the chip files took a quarter less
-CPU (bench/RESULTS.md, section 1, thirteenth session)."""
+from geosam.io.chip_profile import CHIP_BLOCK, DEFAULT_CODEC, chip_profile
+from geosam.io.shared_blocks import ChipBlocks
+from geosam.io.tiff_tiles import append_tiles, read_tile, read_tile_table
 
 
 def write_chip(
@@ -38,26 +26,65 @@ def write_chip(
     transform: Affine,
     crs: CRS,
     codec: str = DEFAULT_CODEC,
+    blocks: ChipBlocks | None = None,
 ) -> None:
     """Write a (3, H, W) uint8 chip as a tiled RGB GeoTIFF compressed with `codec`.
 
-    The file is written in place: callers write into a staging folder that becomes the
-    output only when complete (`geosam.io.staging`), so one rename per chip is not needed.
+    With `blocks` (planned by `geosam.io.shared_blocks.BlockSharing`), GDAL compresses only
+    the chip's own rectangle of blocks and the borrowed ones are added after: the same tags,
+    pixels and compressed blocks as without, for less work. The file is written in place:
+    callers write into a staging folder that becomes the output only when complete
+    (`geosam.io.staging`).
     """
     bands, height, width = image.shape
-    profile: dict[str, object] = {
-        "driver": "GTiff",
-        "width": width,
-        "height": height,
-        "count": bands,
-        "dtype": "uint8",
-        "crs": crs,
-        "transform": transform,
-        "photometric": "RGB" if bands == 3 else "MINISBLACK",
-        "interleave": "pixel",
-        **CODECS[codec],
-    }
-    if min(width, height) >= CHIP_BLOCK:
-        profile.update(tiled=True, blockxsize=CHIP_BLOCK, blockysize=CHIP_BLOCK)
-    with rasterio.open(Path(path), "w", **profile) as dst:
-        dst.write(image)
+    profile = {**chip_profile(bands, height, width, codec), "crs": crs, "transform": transform}
+    if blocks is None:
+        with rasterio.open(Path(path), "w", **profile) as dst:
+            dst.write(image)
+        return
+    try:
+        _write_sharing(Path(path), image, profile, codec, blocks)
+    except BaseException:
+        blocks.ticket.withdraw()  # the chips borrowing from this one fail too, not wait
+        raise
+
+
+def _write_sharing(
+    path: Path,
+    image: NDArray[np.uint8],
+    profile: dict[str, object],
+    codec: str,
+    blocks: ChipBlocks,
+) -> None:
+    """GDAL writes the chip's own blocks into a sparse file; the others are appended."""
+    with rasterio.open(path, "w", **profile, sparse_ok=True) as dst:
+        if blocks.rows and blocks.cols:
+            top, left = blocks.rows.start * CHIP_BLOCK, blocks.cols.start * CHIP_BLOCK
+            bottom = min(blocks.rows.stop * CHIP_BLOCK, image.shape[1])  # partial last blocks
+            right = min(blocks.cols.stop * CHIP_BLOCK, image.shape[2])
+            window = Window(left, top, right - left, bottom - top)
+            dst.write(image[:, top:bottom, left:right], window=window)
+    with open(path, "r+b") as file:
+        table = read_tile_table(file)
+        empty = _empty_block(codec, image.shape[0])  # GDAL leaves out all-zero blocks too
+        lent = {i: read_tile(file, table, i) if table.counts[i] else empty for i in blocks.lent}
+        blocks.ticket.lend(lent)
+        missing = {}
+        for index, count in enumerate(table.counts):
+            if count:
+                continue
+            borrowed = blocks.borrowed.get(index)
+            missing[index] = borrowed[0].block(borrowed[1]) if borrowed else empty
+        append_tiles(file, table, missing)
+
+
+@functools.cache
+def _empty_block(codec: str, bands: int) -> bytes:
+    """An all-zero block compressed with `codec`, as GDAL writes it inside a chip."""
+    profile = chip_profile(bands, CHIP_BLOCK, CHIP_BLOCK, codec)
+    grid = Affine(1.0, 0.0, 0.0, 0.0, -1.0, float(CHIP_BLOCK))  # any but the identity
+    with MemoryFile() as memfile:
+        with memfile.open(**profile, transform=grid) as dst:
+            dst.write(np.zeros((bands, CHIP_BLOCK, CHIP_BLOCK), np.uint8))
+        file = BytesIO(memfile.read())
+    return read_tile(file, read_tile_table(file), 0)

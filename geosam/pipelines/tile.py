@@ -29,10 +29,12 @@ from geosam.data.settings import ChipSettings
 from geosam.errors import GridError, LabelsError, OutputExistsError, SceneError
 from geosam.io.atomic import atomic_write_text, refuse_existing
 from geosam.io.background import BackgroundWrites
-from geosam.io.chipfile import CODECS, DEFAULT_CODEC, write_chip
+from geosam.io.chip_profile import CHIP_BLOCK, CODECS, DEFAULT_CODEC
+from geosam.io.chipfile import write_chip
 from geosam.io.coco import CocoWriter
 from geosam.io.labelfile import LabelArrays, write_labels
 from geosam.io.layer_styles import CHIP_OUTLINES, LABELLED_OUTLINES
+from geosam.io.shared_blocks import BlockSharing
 from geosam.io.staging import staged_output
 from geosam.io.vectors import write_layers
 
@@ -77,7 +79,7 @@ def tile_scene(
         coco: also write COCO ``annotations.json``.
         overwrite: replace geosam's outputs in a non-empty `out_dir`.
         progress: called as ``progress(done, total)`` after each grid chip.
-        codec: chip compression, a name of `geosam.io.chipfile.CODECS`.
+        codec: chip compression, a name of `geosam.io.chip_profile.CODECS`.
     """
     if codec not in CODECS:
         raise GridError(f"unknown chip compression {codec!r}; choose one of {', '.join(CODECS)}")
@@ -117,18 +119,22 @@ def _write_tiles(
     chip_rows: list[dict[str, Any]] = []
     ship_rows: list[dict[str, Any]] = []
     crs = chips.reader.grid.crs
+    sharing = _block_sharing(chips)
     with BackgroundWrites() as writes:  # compression overlaps the next reads
         for done, sample in enumerate(chips.samples(), start=1):  # panels on wide scenes
             chip = sample.chip
             if sample.valid.any():
                 path = stage / "chips" / f"{chip.chip_id}.tif"
-                writes.submit(write_chip, path, sample.image, chip.transform, crs, codec)
+                blocks = sharing.plan(chip) if sharing else None
+                writes.submit(write_chip, path, sample.image, chip.transform, crs, codec, blocks)
                 n_ships = _write_labels(stage, sample, coco_writer, ship_rows, writes)
                 summary.ships += n_ships
                 chip_rows.append(_chip_row(sample, n_ships))
                 summary.chips_written += 1
             else:
                 summary.chips_skipped += 1
+                if sharing:
+                    sharing.skip(chip)
             if progress is not None:
                 progress(done, len(chips.chips))
 
@@ -167,6 +173,19 @@ def _write_tiles(
     summary.metadata = _metadata(chips, summary, codec)
     atomic_write_text(stage / "metadata.json", json.dumps(summary.metadata, indent=2))
     return summary
+
+
+def _block_sharing(chips: SceneChips) -> BlockSharing | None:
+    """Chips that compress each block they share with a neighbour once (None: each its own).
+
+    Only where the same place holds the same pixels in every chip: windows of the scene
+    itself, not of a resampled view, whose pixels at one place can differ between windows.
+    """
+    if not chips.chips or chips.reader.grid.gsd is not None:
+        return None
+    if chips.chips[0].size < CHIP_BLOCK:  # written in strips, not blocks
+        return None
+    return BlockSharing(chips.chips, chips.chips[0].size)
 
 
 def _refuse_labels_off_scene(chips: SceneChips) -> None:
