@@ -285,7 +285,8 @@ SCENARIO = textwrap.dedent(
 
     labels = f"{ships}|layername={layer}"
     facts["tile"] = run("geosam:tile_scene", {
-        "SCENE": scene, "LABELS": labels, "SIZE": 256, "OUTPUT": str(work / "chips")}, load=True)
+        "SCENE": scene, "LABELS": labels, "SIZE": 256, "OVERLAP": 64,  # chips share blocks
+        "OUTPUT": str(work / "chips")}, load=True)
     facts["tile"]["project"] = project_layers()
     facts["tile"]["styles"] = {
         n: styles(f"{work / 'chips' / 'index.gpkg'}|layername={n}") for n in ("chips", "ships")}
@@ -518,7 +519,8 @@ def test_tile_scene_loads_its_index_layers_styled(scenario: dict[str, Any]) -> N
 
 
 def test_qgis_reads_every_chip_file_pixel_for_pixel(scenario: dict[str, Any]) -> None:
-    """The chips' layout (small DEFLATE tiles with a predictor) is one QGIS 3.22 decodes."""
+    """The chips' layout (small DEFLATE tiles with a predictor, a block shared with the
+    neighbouring chip appended after GDAL's own) is one QGIS 3.22 decodes."""
     seen = scenario["chip_files"]
     chips = sorted((scenario["work"] / "chips" / "chips").glob("*.tif"))
     assert len(chips) == len(seen) == 6
