@@ -243,7 +243,7 @@ def run(quick: bool) -> Outcome:
         )
         if size == big:
             work = in_child("tiling:essential_work", path=str(scene), write=True)
-            blocks = blocks_compressed(str(scene))
+            blocks = in_child("tiling:blocks_compressed", path=str(scene))
             figures.append(
                 f"  floor for a tiler writing every DEFLATE chip with GDAL there: "
                 f"{floor_ratio(work, loop['seconds']):.2f}x the loop on {work['cores']} cores "
