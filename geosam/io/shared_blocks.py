@@ -1,8 +1,9 @@
 """Compress each block that overlapping chips share once: later chips borrow it.
 
 With 1024 px chips overlapping by 128 px, the chips' 64 px blocks along each overlap hold the
-same pixels as a neighbour's, about a quarter of all the blocks a scene's chips hold; and
-compression is most of what writing a chip costs. `BlockSharing` sees the chips in the order
+same pixels as a neighbour's: 22 % of the blocks a 20000 px scene's chips hold (the last
+chip of a row, moved back to the scene's edge, is off the block grid); and compression is
+most of what writing a chip costs. `BlockSharing` sees the chips in the order
 they are written and plans each one (`ChipBlocks`): the blocks an earlier chip compresses and
 it borrows, the rectangle of blocks it compresses itself, and those of its own that later
 chips borrow, handed over through a `BlockTicket` once compressed.
