@@ -67,7 +67,7 @@ def test_shared_blocks_give_the_files_gdal_writes_block_for_block(
     scene = scene_with_flat_parts(tmp_path)
     settings = ChipSettings(size=256, overlap=64)
     tile_scene(scene, tmp_path / "shared", settings, codec=codec)
-    monkeypatch.setattr(tile_module, "_block_sharing", lambda chips: None)
+    monkeypatch.setattr(tile_module, "_block_sharing", lambda chips, codec: None)
     tile_scene(scene, tmp_path / "gdal", settings, codec=codec)
 
     assert sum(len(plan.borrowed) for plan in plans) > 0  # blocks were shared
@@ -104,7 +104,7 @@ def test_the_middle_chip_borrows_its_top_and_left_bands_and_lends_the_others():
     sharing = BlockSharing(chips, 256)
     plans = {chip.chip_id: sharing.plan(chip) for chip in chips}
     middle = plans["r000192_c000192"]
-    n = middle.across
+    n = sharing.across
     assert n == 4 and middle.rows == range(1, 4) and middle.cols == range(1, 4)
     assert sorted(middle.borrowed) == [0, 1, 2, 3, 4, 8, 12]  # top row, left column
     assert sorted(middle.lent) == [7, 11, 13, 14, 15]  # right column, bottom row, not borrowed
@@ -241,7 +241,7 @@ def test_sixteen_bit_scenes_with_nodata_share_the_same_pixels(tmp_path, monkeypa
     scene = write_raster(tmp_path / "scene16.tif", data, nodata=0)
     settings = ChipSettings(size=192, overlap=64, bands=(3, 2, 1))
     tile_scene(scene, tmp_path / "shared", settings)
-    monkeypatch.setattr(tile_module, "_block_sharing", lambda chips: None)
+    monkeypatch.setattr(tile_module, "_block_sharing", lambda chips, codec: None)
     tile_scene(scene, tmp_path / "gdal", settings)
     assert sum(len(plan.borrowed) for plan in plans) > 0
     for path in sorted((tmp_path / "gdal" / "chips").iterdir()):
@@ -255,7 +255,7 @@ def test_chips_with_partial_last_blocks_keep_gdals_blocks(tmp_path, monkeypatch)
     scene = scene_with_flat_parts(tmp_path, size=500)
     settings = ChipSettings(size=200, overlap=40)
     tile_scene(scene, tmp_path / "shared", settings)
-    monkeypatch.setattr(tile_module, "_block_sharing", lambda chips: None)
+    monkeypatch.setattr(tile_module, "_block_sharing", lambda chips, codec: None)
     tile_scene(scene, tmp_path / "gdal", settings)
     for path in sorted((tmp_path / "gdal" / "chips").iterdir()):
         assert gdal_blocks(tmp_path / "shared" / "chips" / path.name) == gdal_blocks(path)

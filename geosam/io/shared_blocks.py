@@ -56,14 +56,12 @@ class ChipBlocks:
     """How one chip file gets its blocks.
 
     Attributes:
-        across: blocks in a row (and a column) of the chip.
         rows, cols: the rectangle of blocks this chip compresses.
         borrowed: block index -> (the lender's ticket, the block's index in the lender).
         lent: indices of this chip's compressed blocks that later chips borrow.
         ticket: where this chip's writer hands those over.
     """
 
-    across: int
     rows: range
     cols: range
     borrowed: dict[int, tuple[BlockTicket, int]]
@@ -112,7 +110,7 @@ class BlockSharing:
         for index in lent:
             self._lenders[shared[index]] = _Lender(ticket, index)
         self._seen(shared.values())
-        return ChipBlocks(n, rows, cols, borrowed, tuple(lent), ticket)
+        return ChipBlocks(rows, cols, borrowed, tuple(lent), ticket)
 
     def skip(self, chip: Chip) -> None:
         """`chip` is not written (no valid pixel): it lends and borrows nothing."""

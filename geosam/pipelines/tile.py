@@ -29,7 +29,7 @@ from geosam.data.settings import ChipSettings
 from geosam.errors import GridError, LabelsError, OutputExistsError, SceneError
 from geosam.io.atomic import atomic_write_text, refuse_existing
 from geosam.io.background import BackgroundWrites
-from geosam.io.chip_profile import CHIP_BLOCK, CODECS, DEFAULT_CODEC
+from geosam.io.chip_profile import CODECS, DEFAULT_CODEC, chip_profile
 from geosam.io.chipfile import write_chip
 from geosam.io.coco import CocoWriter
 from geosam.io.labelfile import LabelArrays, write_labels
@@ -119,7 +119,7 @@ def _write_tiles(
     chip_rows: list[dict[str, Any]] = []
     ship_rows: list[dict[str, Any]] = []
     crs = chips.reader.grid.crs
-    sharing = _block_sharing(chips)
+    sharing = _block_sharing(chips, codec)
     with BackgroundWrites() as writes:  # compression overlaps the next reads
         for done, sample in enumerate(chips.samples(), start=1):  # panels on wide scenes
             chip = sample.chip
@@ -175,7 +175,7 @@ def _write_tiles(
     return summary
 
 
-def _block_sharing(chips: SceneChips) -> BlockSharing | None:
+def _block_sharing(chips: SceneChips, codec: str) -> BlockSharing | None:
     """Chips that compress each block they share with a neighbour once (None: each its own).
 
     Only where the same place holds the same pixels in every chip: windows of the scene
@@ -183,9 +183,10 @@ def _block_sharing(chips: SceneChips) -> BlockSharing | None:
     """
     if not chips.chips or chips.reader.grid.gsd is not None:
         return None
-    if chips.chips[0].size < CHIP_BLOCK:  # written in strips, not blocks
+    size = chips.chips[0].size
+    if not chip_profile(3, size, size, codec).get("tiled"):  # small chips are strips
         return None
-    return BlockSharing(chips.chips, chips.chips[0].size)
+    return BlockSharing(chips.chips, size)
 
 
 def _refuse_labels_off_scene(chips: SceneChips) -> None:
