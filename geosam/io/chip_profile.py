@@ -16,11 +16,18 @@ level loses). ZSTD (level 1, with the predictor) writes faster still and needs G
 1.7-2.3x slower to write than DEFLATE on real and synthetic chips and no smaller; `none`
 writes raw pixels. All are lossless: the pixels are the same whatever the codec."""
 DEFAULT_CODEC = "deflate"
-CHIP_BLOCK = 64
-"""Chip files are tiled in 64 px blocks (12 KB of RGB pixels). libdeflate compresses blocks
-that small about twice as fast per byte as 256 px ones (196 KB), and the files grow by about
-2 % on the real dev scenes; on the tiling benchmark's scene the chip files took a quarter less
-CPU (bench/RESULTS.md, section 1, thirteenth session)."""
+BLOCKS_BY_GEOSAM = "deflate"
+"""The codec whose tiled chips geosam compresses block by block itself, with ISA-L
+(`geosam.io.deflate_blocks`): half GDAL's CPU for files of the same size, and blocks that
+overlapping chips share are compressed once (`geosam.io.shared_blocks`). GDAL writes the
+chips of the other codecs, and chips too small to be tiled, whole."""
+CHIP_BLOCK = 128
+"""Chip files are tiled in 128 px blocks (48 KB of RGB pixels). geosam's DEFLATE (ISA-L)
+compresses them a fifth faster than 64 px blocks and about as fast as 256 px ones, the files
+come out a little smaller, and with the default 128 px overlap a chip's first block row and
+column hold the same pixels as its neighbours' last, so they are compressed once
+(`geosam.io.shared_blocks`). GDAL's ZSTD, LZW and raw chips write as fast as with 64 px
+blocks (bench/RESULTS.md, section 1, twenty-ninth session)."""
 
 
 def chip_profile(bands: int, height: int, width: int, codec: str) -> dict[str, object]:
@@ -38,3 +45,8 @@ def chip_profile(bands: int, height: int, width: int, codec: str) -> dict[str, o
     if min(width, height) >= CHIP_BLOCK:
         profile.update(tiled=True, blockxsize=CHIP_BLOCK, blockysize=CHIP_BLOCK)
     return profile
+
+
+def blocks_by_geosam(profile: dict[str, object]) -> bool:
+    """Whether geosam compresses the blocks of a chip with this profile (else GDAL does)."""
+    return profile.get("compress") == BLOCKS_BY_GEOSAM and bool(profile.get("tiled"))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import os
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +10,11 @@ import rasterio
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio.crs import CRS
-from rasterio.io import MemoryFile
-from rasterio.windows import Window
 
-from geosam.io.chip_profile import CHIP_BLOCK, DEFAULT_CODEC, chip_profile
+from geosam.io.chip_profile import DEFAULT_CODEC, blocks_by_geosam, chip_profile
+from geosam.io.deflate_blocks import DeflateBlocks
 from geosam.io.shared_blocks import ChipBlocks
-from geosam.io.tiff_tiles import append_tiles, read_tile, read_tile_table
+from geosam.io.tiff_tiles import append_tiles, read_tile_table
 
 
 def write_chip(
@@ -30,61 +27,47 @@ def write_chip(
 ) -> None:
     """Write a (3, H, W) uint8 chip as a tiled RGB GeoTIFF compressed with `codec`.
 
-    With `blocks` (planned by `geosam.io.shared_blocks.BlockSharing`), GDAL compresses only
-    the chip's own rectangle of blocks and the borrowed ones are added after: the same tags,
-    pixels and compressed blocks as without, for less work. The file is written in place:
-    callers write into a staging folder that becomes the output only when complete
-    (`geosam.io.staging`).
+    DEFLATE chips are compressed by geosam (`geosam.io.deflate_blocks`): GDAL writes the
+    file's tags and georeference with an empty tile table, and the blocks are appended
+    (`geosam.io.tiff_tiles`). With `blocks` (planned by `geosam.io.shared_blocks`), only the
+    chip's own blocks are compressed and the others are borrowed from its neighbours. The
+    file is written in place: callers write into a staging folder that becomes the output
+    only when complete (`geosam.io.staging`).
     """
     bands, height, width = image.shape
     profile = {**chip_profile(bands, height, width, codec), "crs": crs, "transform": transform}
-    if blocks is None:
+    if not blocks_by_geosam(profile):
         with rasterio.open(Path(path), "w", **profile) as dst:
             dst.write(image)
         return
     try:
-        _write_sharing(Path(path), image, profile, codec, blocks)
+        _write_blocks(Path(path), image, profile, blocks)
     except BaseException:
-        blocks.ticket.withdraw()  # the chips borrowing from this one fail too, not wait
+        if blocks is not None:
+            blocks.ticket.withdraw()  # the chips borrowing from this one fail too, not wait
         raise
 
 
-def _write_sharing(
-    path: Path,
-    image: NDArray[np.uint8],
-    profile: dict[str, object],
-    codec: str,
-    blocks: ChipBlocks,
+def _write_blocks(
+    path: Path, image: NDArray[np.uint8], profile: dict[str, object], blocks: ChipBlocks | None
 ) -> None:
-    """GDAL writes the chip's own blocks into a sparse file; the others are appended."""
-    with rasterio.open(path, "w", **profile, sparse_ok=True) as dst:
-        if blocks.rows and blocks.cols:
-            top, left = blocks.rows.start * CHIP_BLOCK, blocks.cols.start * CHIP_BLOCK
-            bottom = min(blocks.rows.stop * CHIP_BLOCK, image.shape[1])  # partial last blocks
-            right = min(blocks.cols.stop * CHIP_BLOCK, image.shape[2])
-            window = Window(left, top, right - left, bottom - top)
-            dst.write(image[:, top:bottom, left:right], window=window)
-    with open(path, "r+b") as file:
-        table = read_tile_table(file)
-        empty = _empty_block(codec, image.shape[0])  # GDAL leaves out all-zero blocks too
-        lent = {i: read_tile(file, table, i) if table.counts[i] else empty for i in blocks.lent}
+    """GDAL writes a sparse file (no block written); geosam compresses and appends them.
+
+    The blocks other chips borrow are compressed and handed over first: those chips' writers
+    may be waiting for them.
+    """
+    encoder = DeflateBlocks(image)
+    tiles: dict[int, bytes] = {}
+    if blocks is not None:
+        lent = encoder.compress(blocks.lent)
         blocks.ticket.lend(lent)
-        missing = {}
-        for index, count in enumerate(table.counts):
-            if count:
-                continue
-            borrowed = blocks.borrowed.get(index)
-            missing[index] = borrowed[0].block(borrowed[1]) if borrowed else empty
-        append_tiles(file, table, missing)
-
-
-@functools.cache
-def _empty_block(codec: str, bands: int) -> bytes:
-    """An all-zero block compressed with `codec`, as GDAL writes it inside a chip."""
-    profile = chip_profile(bands, CHIP_BLOCK, CHIP_BLOCK, codec)
-    grid = Affine(1.0, 0.0, 0.0, 0.0, -1.0, float(CHIP_BLOCK))  # any but the identity
-    with MemoryFile() as memfile:
-        with memfile.open(**profile, transform=grid) as dst:
-            dst.write(np.zeros((bands, CHIP_BLOCK, CHIP_BLOCK), np.uint8))
-        file = BytesIO(memfile.read())
-    return read_tile(file, read_tile_table(file), 0)
+        tiles.update(lent)
+    with rasterio.open(path, "w", **profile, sparse_ok=True):
+        pass
+    own = blocks.own if blocks is not None else range(encoder.count)
+    tiles.update(encoder.compress(index for index in own if index not in tiles))
+    if blocks is not None:
+        for index, (lender, their_index) in blocks.borrowed.items():
+            tiles[index] = lender.block(their_index)
+    with open(path, "r+b") as file:
+        append_tiles(file, read_tile_table(file), dict(sorted(tiles.items())))

@@ -5,7 +5,7 @@ same pixels as a neighbour's: 22 % of the blocks a 20000 px scene's chips hold (
 chip of a row, moved back to the scene's edge, is off the block grid); and compression is
 most of what writing a chip costs. `BlockSharing` sees the chips in the order
 they are written and plans each one (`ChipBlocks`): the blocks an earlier chip compresses and
-it borrows, the rectangle of blocks it compresses itself, and those of its own that later
+it borrows, the blocks it compresses itself, and those of its own that later
 chips borrow, handed over through a `BlockTicket` once compressed.
 
 Blocks are shared by their place on the scene grid, so sharing is only for chips read as
@@ -56,14 +56,13 @@ class ChipBlocks:
     """How one chip file gets its blocks.
 
     Attributes:
-        rows, cols: the rectangle of blocks this chip compresses.
+        own: indices of the blocks this chip compresses (row-major over its blocks).
         borrowed: block index -> (the lender's ticket, the block's index in the lender).
         lent: indices of this chip's compressed blocks that later chips borrow.
         ticket: where this chip's writer hands those over.
     """
 
-    rows: range
-    cols: range
+    own: tuple[int, ...]
     borrowed: dict[int, tuple[BlockTicket, int]]
     lent: tuple[int, ...]
     ticket: BlockTicket
@@ -90,27 +89,21 @@ class BlockSharing:
 
     def plan(self, chip: Chip) -> ChipBlocks:
         """The blocks of `chip` to borrow, compress and lend."""
-        n = self.across
         shared = self._shared_blocks(chip)
-        offered = {i: self._lenders[key] for i, key in shared.items() if key in self._lenders}
-        own = [index for index in range(n * n) if index not in offered]
-        rows = range(min(i // n for i in own), max(i // n for i in own) + 1) if own else range(0)
-        cols = range(min(i % n for i in own), max(i % n for i in own) + 1) if own else range(0)
         borrowed = {
-            i: (lender.ticket, lender.index)
-            for i, lender in offered.items()
-            if not (i // n in rows and i % n in cols)
+            i: (self._lenders[key].ticket, self._lenders[key].index)
+            for i, key in shared.items()
+            if key in self._lenders
         }
+        own = tuple(i for i in range(self.across * self.across) if i not in borrowed)
         ticket = BlockTicket()
         lent = [  # blocks a chip not seen yet holds, and no other chip lends
-            i
-            for i, key in shared.items()
-            if i not in borrowed and key not in self._lenders and self._holders[key] > 1
+            i for i, key in shared.items() if i not in borrowed and self._holders[key] > 1
         ]
         for index in lent:
             self._lenders[shared[index]] = _Lender(ticket, index)
         self._seen(shared.values())
-        return ChipBlocks(rows, cols, borrowed, tuple(lent), ticket)
+        return ChipBlocks(own, borrowed, tuple(lent), ticket)
 
     def skip(self, chip: Chip) -> None:
         """`chip` is not written (no valid pixel): it lends and borrows nothing."""

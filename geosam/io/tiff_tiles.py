@@ -1,9 +1,10 @@
 """A tiled TIFF's tile table (where each compressed block lies), read and rewritten in place.
 
-Chips borrow compressed blocks from their neighbours (`geosam.io.shared_blocks`), which GDAL
-cannot put into a file: GDAL writes the chip's own blocks and leaves the others out (its
-sparse files), and the borrowed blocks are appended here, their places set in the table. Only
-the first image directory of a classic TIFF (either byte order) is read: a chip has one.
+geosam compresses DEFLATE chips' blocks itself (`geosam.io.deflate_blocks`), some borrowed
+from neighbouring chips (`geosam.io.shared_blocks`), which GDAL cannot put into a file: GDAL
+writes the file's tags and georeference with no block (a sparse file: an empty table), and
+the blocks are appended here, their places set in the table. Only the first image directory
+of a classic TIFF (either byte order) is read: a chip has one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class _Array:
 
 @dataclass
 class TileTable:
-    """Each tile's offset and byte count (0 and 0 for a tile GDAL left out)."""
+    """Each tile's offset and byte count (0 and 0 for a tile not written)."""
 
     offsets: list[int]
     counts: list[int]
@@ -70,12 +71,6 @@ def read_tile_table(file: BinaryIO) -> TileTable:
         arrays[TILE_OFFSETS][0],
         arrays[TILE_BYTE_COUNTS][0],
     )
-
-
-def read_tile(file: BinaryIO, table: TileTable, index: int) -> bytes:
-    """The compressed bytes of tile `index`."""
-    file.seek(table.offsets[index])
-    return file.read(table.counts[index])
 
 
 def append_tiles(file: BinaryIO, table: TileTable, tiles: dict[int, bytes]) -> None:

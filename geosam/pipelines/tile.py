@@ -29,7 +29,7 @@ from geosam.data.settings import ChipSettings
 from geosam.errors import GridError, LabelsError, OutputExistsError, SceneError
 from geosam.io.atomic import atomic_write_text, refuse_existing
 from geosam.io.background import BackgroundWrites
-from geosam.io.chip_profile import CODECS, DEFAULT_CODEC, chip_profile
+from geosam.io.chip_profile import CODECS, DEFAULT_CODEC, blocks_by_geosam, chip_profile
 from geosam.io.chipfile import write_chip
 from geosam.io.coco import CocoWriter
 from geosam.io.labelfile import LabelArrays, write_labels
@@ -178,13 +178,14 @@ def _write_tiles(
 def _block_sharing(chips: SceneChips, codec: str) -> BlockSharing | None:
     """Chips that compress each block they share with a neighbour once (None: each its own).
 
-    Only where the same place holds the same pixels in every chip: windows of the scene
-    itself, not of a resampled view, whose pixels at one place can differ between windows.
+    Only where geosam compresses the blocks (DEFLATE chips, tiled), and only where the same
+    place holds the same pixels in every chip: windows of the scene itself, not of a
+    resampled view, whose pixels at one place can differ between windows.
     """
     if not chips.chips or chips.reader.grid.gsd is not None:
         return None
     size = chips.chips[0].size
-    if not chip_profile(3, size, size, codec).get("tiled"):  # small chips are strips
+    if not blocks_by_geosam(chip_profile(3, size, size, codec)):
         return None
     return BlockSharing(chips.chips, size)
 
