@@ -63,7 +63,7 @@ def build_settings(
     default=DEFAULT_CODEC,
     show_default=True,
     help="Chip file compression, lossless. deflate is read by every GIS; zstd writes about "
-    "1.5x faster (QGIS 3.x and GDAL 2.3+ read it); lzw writes slower, for older readers; none "
+    "as fast (QGIS 3.x and GDAL 2.3+ read it); lzw writes 2x slower, for older readers; none "
     "writes raw pixels.",
 )
 @chip_options

@@ -1,9 +1,10 @@
 """Compress each block that overlapping chips share once: later chips borrow it.
 
-With 1024 px chips overlapping by 128 px, the chips' 64 px blocks along each overlap hold the
-same pixels as a neighbour's: 22 % of the blocks a 20000 px scene's chips hold (the last
+With 1024 px chips overlapping by 128 px, the chips' 128 px blocks along each overlap hold
+the same pixels as a neighbour's: 22 % of the blocks a 20000 px scene's chips hold (the last
 chip of a row, moved back to the scene's edge, is off the block grid); and compression is
-most of what writing a chip costs. `BlockSharing` sees the chips in the order
+most of what writing a chip costs. geosam compresses DEFLATE chips' blocks itself
+(`geosam.io.deflate_blocks`), so only those chips share. `BlockSharing` sees the chips in the order
 they are written and plans each one (`ChipBlocks`): the blocks an earlier chip compresses and
 it borrows, the blocks it compresses itself, and those of its own that later
 chips borrow, handed over through a `BlockTicket` once compressed.
