@@ -46,6 +46,23 @@ def shared_path(path: Path) -> Path:
     return path
 
 
+def gdal_blocks(path: Path) -> list[bytes]:
+    """Every compressed block of a tiled file, found by GDAL (not by geosam's tile table)."""
+    with rasterio.open(path) as src:
+        block_rows, block_cols = src.block_shapes[0]
+        rows, cols = -(-src.height // block_rows), -(-src.width // block_cols)
+        places = [
+            (
+                int(src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1)),
+                int(src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1)),
+            )
+            for row in range(rows)
+            for col in range(cols)
+        ]
+    data = path.read_bytes()
+    return [data[offset : offset + size] for offset, size in places]
+
+
 def write_raster(
     path: Path,
     data: np.ndarray,

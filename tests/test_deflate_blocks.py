@@ -8,31 +8,13 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from conftest import gdal_blocks
 
 from geosam.io.chip_profile import CHIP_BLOCK, blocks_by_geosam, chip_profile
 from geosam.io.chipfile import write_chip
 from geosam.io.deflate_blocks import DeflateBlocks
 
 GRID = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 5000000.0)
-
-
-def gdal_blocks(path: Path) -> list[bytes]:
-    """Every compressed block of a tiled file, found by GDAL (not by geosam's tile table)."""
-    with rasterio.open(path) as src:
-        rows, cols = (
-            -(-src.height // src.block_shapes[0][0]),
-            -(-src.width // src.block_shapes[0][1]),
-        )
-        places = [
-            (
-                int(src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1)),
-                int(src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1)),
-            )
-            for row in range(rows)
-            for col in range(cols)
-        ]
-    data = path.read_bytes()
-    return [data[offset : offset + size] for offset, size in places]
 
 
 def photo_like(bands: int, height: int, width: int, seed: int = 0) -> np.ndarray:

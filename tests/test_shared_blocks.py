@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import TRANSFORM, UTM33, write_raster
+from conftest import TRANSFORM, UTM33, gdal_blocks, write_raster
 
 from geosam.data.settings import ChipSettings
 from geosam.geometry.grid import chip_grid
@@ -20,23 +20,6 @@ from geosam.io.shared_blocks import BlockSharing, BlockTicket, ChipBlocks
 from geosam.io.tiff_tiles import append_tiles, read_tile_table
 from geosam.pipelines import tile as tile_module
 from geosam.pipelines.tile import tile_scene
-
-
-def gdal_blocks(path: Path) -> list[bytes]:
-    """Every compressed block of a chip file, found by GDAL (not by geosam's tile table)."""
-    with rasterio.open(path) as src:
-        block_rows, block_cols = src.block_shapes[0]
-        rows, cols = -(-src.height // block_rows), -(-src.width // block_cols)
-        places = [
-            (
-                int(src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1)),
-                int(src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1)),
-            )
-            for row in range(rows)
-            for col in range(cols)
-        ]
-    data = path.read_bytes()
-    return [data[offset : offset + size] for offset, size in places]
 
 
 def scene_with_flat_parts(tmp_path: Path, size: int = 1100) -> Path:

@@ -4,9 +4,9 @@ With 1024 px chips overlapping by 128 px, the chips' 128 px blocks along each ov
 the same pixels as a neighbour's: 22 % of the blocks a 20000 px scene's chips hold (the last
 chip of a row, moved back to the scene's edge, is off the block grid); and compression is
 most of what writing a chip costs. geosam compresses DEFLATE chips' blocks itself
-(`geosam.io.deflate_blocks`), so only those chips share. `BlockSharing` sees the chips in the order
-they are written and plans each one (`ChipBlocks`): the blocks an earlier chip compresses and
-it borrows, the blocks it compresses itself, and those of its own that later
+(`geosam.io.deflate_blocks`), so only those chips share. `BlockSharing` sees the chips in
+the order they are written and plans each one (`ChipBlocks`): the blocks an earlier chip
+compresses and it borrows, the blocks it compresses itself, and those of its own that later
 chips borrow, handed over through a `BlockTicket` once compressed.
 
 Blocks are shared by their place on the scene grid, so sharing is only for chips read as
