@@ -83,3 +83,11 @@ def test_files_are_about_the_size_gdal_writes(tmp_path):
     raw = image.nbytes
     assert ours.stat().st_size < 0.6 * raw  # compressed at all
     assert ours.stat().st_size < 1.1 * theirs.stat().st_size
+
+
+def test_only_tiled_deflate_chips_with_the_predictor_are_geosams():
+    tiled = chip_profile(3, 2 * CHIP_BLOCK, 2 * CHIP_BLOCK, "deflate")
+    assert blocks_by_geosam(tiled)
+    assert not blocks_by_geosam({**tiled, "predictor": 1})  # GDAL writes what geosam cannot
+    assert not blocks_by_geosam(chip_profile(3, CHIP_BLOCK - 1, CHIP_BLOCK - 1, "deflate"))
+    assert not blocks_by_geosam(chip_profile(3, 2 * CHIP_BLOCK, 2 * CHIP_BLOCK, "zstd"))

@@ -49,5 +49,13 @@ def chip_profile(bands: int, height: int, width: int, codec: str) -> dict[str, o
 
 
 def blocks_by_geosam(profile: dict[str, object]) -> bool:
-    """Whether geosam compresses the blocks of a chip with this profile (else GDAL does)."""
-    return profile.get("compress") == BLOCKS_BY_GEOSAM and bool(profile.get("tiled"))
+    """Whether geosam compresses the blocks of a chip with this profile (else GDAL does).
+
+    geosam's blocks carry the horizontal predictor (`geosam.io.deflate_blocks`): a profile
+    without it is left to GDAL.
+    """
+    return (
+        profile.get("compress") == BLOCKS_BY_GEOSAM
+        and bool(profile.get("tiled"))
+        and profile.get("predictor") == 2
+    )
