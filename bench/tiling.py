@@ -161,7 +161,7 @@ def essential_work(path: str, write: bool, sample_every: int = 8) -> dict[str, A
 
 
 def blocks_compressed(path: str) -> dict[str, int]:
-    """How many of the chips' 64 px blocks `geosam tile` compresses, the others borrowed from
+    """How many of the chips' blocks `geosam tile` compresses, the others borrowed from
     the neighbour that compressed them (`geosam.io.shared_blocks`), in its reading order."""
     from geosam.io.reader import SceneReader
     from geosam.io.shared_blocks import BlockSharing

@@ -66,12 +66,11 @@ def test_blocks_undo_to_the_pixels_without_gdal():
     assert (encoder.count, encoder.across) == (6, 3)
     blocks = encoder.compress([4, 1])
     assert sorted(blocks) == [1, 4]
-    row, col = divmod(4, 3)
     raw = np.frombuffer(zlib.decompress(blocks[4]), np.uint8)
     differences = raw.reshape(CHIP_BLOCK, CHIP_BLOCK, 3)
     pixels = np.cumsum(differences, axis=1, dtype=np.uint64) % 256
-    window = (slice(row * CHIP_BLOCK, (row + 1) * CHIP_BLOCK), slice(col * CHIP_BLOCK, None))
-    expected = image[:, window[0], window[1]][:, :, :CHIP_BLOCK].transpose(1, 2, 0)
+    top, left = CHIP_BLOCK, CHIP_BLOCK  # block 4 of three across: row 1, column 1
+    expected = image[:, top : top + CHIP_BLOCK, left : left + CHIP_BLOCK].transpose(1, 2, 0)
     np.testing.assert_array_equal(pixels, expected)
 
 

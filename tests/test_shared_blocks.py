@@ -125,9 +125,11 @@ def test_the_middle_chip_borrows_its_top_and_left_bands_and_lends_the_others():
 def test_chips_off_the_block_grid_share_nothing():
     b = CHIP_BLOCK
     chips = grid_of(9 * b, 4 * b, b)  # offsets 0, 3 blocks, and the last moved back to 5
-    sharing = BlockSharing(chips, 4 * b)  # blocks: on the grid, but 2 from the chip before
-    plans = {chip.chip_id: sharing.plan(chip) for chip in chips}
     assert [c.col_off for c in chips[:3]] == [0, 3 * b, 5 * b]
+    sharing = BlockSharing(chips, 4 * b)
+    plans = {chip.chip_id: sharing.plan(chip) for chip in chips}
+    moved_back = plans[f"r000000_c{5 * b:06d}"]  # still on the blocks: shares two columns
+    assert sorted(moved_back.borrowed) == [0, 1, 4, 5, 8, 9, 12, 13]
     chips = grid_of(9 * b + 40, 4 * b, b)  # the last moved back 40 px off the blocks
     sharing = BlockSharing(chips, 4 * b)
     plans = {chip.chip_id: sharing.plan(chip) for chip in chips}
